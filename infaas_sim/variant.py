@@ -66,3 +66,14 @@ class Variant:
     @property
     def is_accelerated(self) -> bool:
         return self.hardware is not HardwareKind.CPU
+
+
+# Share of a CPU variant's work that parallelises over cores (Amdahl's law). Deep-learning
+# inference kernels parallelise well but not perfectly; 0.9 is our assumption, used for
+# resizing an instance away from its profiled allocation.
+CPU_PARALLEL_FRACTION = 0.9
+
+
+def cpu_latency_factor(profiled_cores: float, cores: float, p: float = CPU_PARALLEL_FRACTION) -> float:
+    """Latency multiplier of running on ``cores`` what was profiled on ``profiled_cores``."""
+    return ((1 - p) + p / cores) / ((1 - p) + p / profiled_cores)

@@ -1,0 +1,3 @@
+"""Policies, one module each. Importing this package registers them."""
+
+from policies import static  # noqa: F401

@@ -1,0 +1,611 @@
+"""The cluster model: workers (VMs) holding loaded variant instances, each with a batcher.
+
+Plain objects driven by callbacks on a SimPy environment (no process per query): an arrival
+is queued on an instance; an idle instance dispatches a batch when it is full or its oldest
+query has waited ``max_wait_s``; the executor's event completes it. GPU workers time-share
+their devices: co-located instances' batches queue for a device, as CUDA contexts do.
+
+Every query that enters ends in exactly one record: served, or failed with its fault (a
+crashed worker, a failed batch, the end of the run). Rejections happen before the cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import simpy
+
+from infaas_sim.catalog import Catalog
+from infaas_sim.errors import ConfigError
+from infaas_sim.hardware import HardwareKind, InstanceType
+from infaas_sim.meter import RateMeter
+from infaas_sim.policy import Action, AddWorker, Load, RemoveWorker, Resize, SetBatch, Unload
+from infaas_sim.variant import Variant, cpu_latency_factor
+from infaas_sim.view import InstanceState, WorkerState
+
+if TYPE_CHECKING:
+    from infaas_sim.executor import Executor
+    from infaas_sim.metrics import Recorder
+    from infaas_sim.query import Query
+
+# AWS bills Linux on-demand instances per second with a one-minute minimum.
+BILLING_MINIMUM_S = 60.0
+
+
+class Worker:
+    """A VM of one instance type."""
+
+    __slots__ = (
+        "busy_meter",
+        "device_busy",
+        "device_waiters",
+        "instances",
+        "itype",
+        "kind",
+        "memory_used_mb",
+        "ready_at",
+        "released_at",
+        "requested_at",
+        "slowdown",
+        "state",
+        "units_used",
+        "wid",
+    )
+
+    def __init__(self, wid: int, itype: InstanceType, now: float, startup_s: float) -> None:
+        self.wid = wid
+        self.itype = itype
+        self.kind = itype.kind
+        self.state = WorkerState.STARTING if startup_s > 0 else WorkerState.READY
+        self.requested_at = now
+        self.ready_at = now + startup_s
+        self.released_at = math.inf
+        self.memory_used_mb = 0.0
+        self.units_used = 0.0  # cores (cpu) or NeuronCores (inferentia) allocated
+        self.instances: list[Instance] = []
+        self.device_busy = 0  # GPU devices running a batch now
+        self.device_waiters: deque[Instance] = deque()
+        self.busy_meter = RateMeter()  # busy unit-seconds per second
+        self.slowdown = 1.0
+
+    # WorkerView
+    def free_memory_mb(self) -> float:
+        cap = self.itype.memory_mb if self.kind is HardwareKind.CPU else self.itype.accelerator_memory_mb
+        if self.kind is HardwareKind.GPU:
+            cap *= self.itype.accelerators
+        return cap - self.memory_used_mb
+
+    def free_units(self) -> float:
+        if self.kind is HardwareKind.GPU:
+            return float(self.itype.accelerators - self.device_busy)
+        return self.itype.capacity_units - self.units_used
+
+    def instance_views(self) -> Sequence[Instance]:
+        return tuple(self.instances)
+
+    def fits(self, variant: Variant, units: float) -> bool:
+        if variant.hardware is not self.kind or self.state not in (WorkerState.READY, WorkerState.STARTING):
+            return False
+        if variant.memory_mb > self.free_memory_mb() + 1e-9:
+            return False
+        # GPUs are time-shared (memory is the limit); cores and NeuronCores are exclusive.
+        return self.kind is HardwareKind.GPU or units <= self.itype.capacity_units - self.units_used + 1e-9
+
+    def cost(self, now: float) -> float:
+        end = min(now, self.released_at)
+        return self.itype.price_per_second * max(BILLING_MINIMUM_S, end - self.requested_at)
+
+
+class Instance:
+    """A loaded replica of a variant on a worker, with its queue and batcher."""
+
+    __slots__ = (
+        "batches_done",
+        "busy",
+        "busy_time",
+        "busy_until",
+        "cluster",
+        "cores",
+        "device_wait_since",
+        "due_at",
+        "idle_since",
+        "iid",
+        "inflight",
+        "inflight_inputs",
+        "inputs_done",
+        "last_used",
+        "latency_table",
+        "max_batch",
+        "max_wait_s",
+        "queue",
+        "queued_inputs",
+        "ready_at",
+        "state",
+        "timer_at",
+        "units",
+        "variant",
+        "vi",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        iid: int,
+        vi: int,
+        variant: Variant,
+        worker: Worker,
+        cores: float,
+        max_batch: int,
+        max_wait_s: float,
+    ) -> None:
+        self.cluster = cluster
+        self.iid = iid
+        self.vi = vi
+        self.variant = variant
+        self.worker = worker
+        self.state = InstanceState.LOADING
+        self.cores = cores
+        self.units = cores if variant.hardware is not HardwareKind.GPU else 0.0
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.queue: deque[Query] = deque()
+        self.queued_inputs = 0
+        self.inflight: list[Query] = []
+        self.inflight_inputs = 0
+        self.busy = False
+        self.busy_until = 0.0
+        self.ready_at = math.inf
+        self.idle_since = 0.0
+        self.due_at = 0.0
+        self.device_wait_since = -1.0
+        self.timer_at = -1.0
+        self.batches_done = 0
+        self.inputs_done = 0
+        self.busy_time = 0.0
+        self.last_used = cluster.env.now
+        self.latency_table: list[float] = []
+        self._set_latency_table()
+
+    @property
+    def worker_id(self) -> int:
+        return self.worker.wid
+
+    def _set_latency_table(self) -> None:
+        v = self.variant
+        if v.hardware is HardwareKind.CPU and self.cores != v.allocation:
+            f = cpu_latency_factor(v.allocation, self.cores)
+            self.latency_table = [x * f for x in v.latency_by_batch]
+        else:
+            self.latency_table = list(v.latency_by_batch)
+
+    def latency_ms(self, batch: int) -> float:
+        return self.latency_table[batch]
+
+    def backlog_s(self, now: float) -> float:
+        """Estimated time until a query queued now would start: loading, the running batch,
+        and the queued inputs in full batches."""
+        t = max(0.0, self.ready_at - now) if self.state is InstanceState.LOADING else 0.0
+        if self.busy:
+            t += max(0.0, self.busy_until - now)
+        if self.queued_inputs:
+            full, rest = divmod(self.queued_inputs, self.max_batch)
+            t += (full * self.latency_table[self.max_batch] + (self.latency_table[rest] if rest else 0.0)) / 1000
+        return t
+
+    # --- batcher ------------------------------------------------------------------------
+    def enqueue(self, q: Query) -> None:
+        now = self.cluster.env.now
+        q.enqueued = now
+        self.queue.append(q)
+        self.queued_inputs += q.batch
+        self.last_used = now
+        if not self.busy and self.state is not InstanceState.LOADING:
+            self.try_dispatch()
+
+    def try_dispatch(self) -> None:
+        if self.busy or not self.queue or self.state not in (InstanceState.READY, InstanceState.DRAINING):
+            return
+        env = self.cluster.env
+        now = env.now
+        if self.queued_inputs < self.max_batch and self.max_wait_s > 0:
+            head = self.queue[0]
+            deadline = max(head.enqueued, self.ready_at, self.idle_since) + self.max_wait_s
+            if now < deadline:
+                if self.timer_at != deadline:
+                    self.timer_at = deadline
+                    env.timeout(deadline - now).callbacks.append(self._on_timer)
+                return
+        if self.device_wait_since < 0:
+            self.due_at = now
+        w = self.worker
+        if w.kind is HardwareKind.GPU:
+            if w.device_busy >= w.itype.accelerators:
+                if self.device_wait_since < 0:
+                    self.device_wait_since = now
+                    w.device_waiters.append(self)
+                return
+            w.device_busy += 1
+        self.device_wait_since = -1.0
+        self._dispatch(now)
+
+    def _on_timer(self, _ev: simpy.Event) -> None:
+        if self.timer_at <= self.cluster.env.now:
+            self.timer_at = -1.0
+            self.try_dispatch()
+
+    def _dispatch(self, now: float) -> None:
+        batch: list[Query] = []
+        inputs = 0
+        queue = self.queue
+        limit = self.max_batch
+        while queue and inputs + queue[0].batch <= limit:
+            q = queue.popleft()
+            inputs += q.batch
+            batch.append(q)
+        if not batch:  # a query larger than the batcher's limit still runs, alone
+            q = queue.popleft()
+            inputs = q.batch
+            batch.append(q)
+        self.queued_inputs -= inputs
+        self.busy = True
+        self.inflight = batch
+        self.inflight_inputs = inputs
+        start = now
+        self.busy_until = now + self.latency_table[min(inputs, len(self.latency_table) - 1)] / 1000
+        ev = self.cluster.executor.run(self, inputs, batch)
+        ev.callbacks.append(lambda e: self._on_done(e, batch, inputs, start))
+
+    def _on_done(self, ev: simpy.Event, batch: list[Query], inputs: int, start: float) -> None:
+        if self.state is InstanceState.DEAD:
+            return  # its queries were failed when the worker crashed
+        cluster = self.cluster
+        now = cluster.env.now
+        self.busy = False
+        self.inflight = []
+        self.inflight_inputs = 0
+        exec_s = now - start
+        w = self.worker
+        if w.kind is HardwareKind.GPU:
+            w.device_busy -= 1
+            w.busy_meter.add(0, now, exec_s)
+        else:
+            w.busy_meter.add(0, now, exec_s * self.units)
+        self.busy_time += exec_s
+        if ev.ok:
+            self.batches_done += 1
+            self.inputs_done += inputs
+            cluster.recorder.served_batch(batch, self, start, now, inputs, self.due_at)
+        else:
+            ev.defused = True
+            cluster.recorder.failed_batch(batch, f"batch failed on {self.variant.variant_id}: {ev.value}", now)
+        self.idle_since = now
+        if self.state is InstanceState.DRAINING and not self.queue:
+            cluster._finish_unload(self)
+        else:
+            self.try_dispatch()
+        if w.device_waiters:
+            cluster._wake_device_waiters(w)
+
+
+class Cluster:
+    """Workers and instances on one environment; applies policies' actions."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        catalog: Catalog,
+        executor: Executor,
+        recorder: Recorder,
+        instance_types: Mapping[str, InstanceType],
+        type_by_kind: Mapping[HardwareKind, str],
+        min_workers: Mapping[HardwareKind, int] | None = None,
+        max_workers: Mapping[HardwareKind, int] | None = None,
+        max_queue_s: float = 30.0,
+        resize_delay_s: float = 1.0,
+        default_max_wait_s: float = 0.0,
+    ) -> None:
+        self.env = env
+        self.catalog = catalog
+        self.executor = executor
+        self.recorder = recorder
+        self.instance_types = dict(instance_types)
+        self.type_by_kind = dict(type_by_kind)
+        for kind, tname in self.type_by_kind.items():
+            if tname not in self.instance_types:
+                raise ConfigError(f"cluster: instance type {tname!r} for {kind.value} workers is not defined")
+            if self.instance_types[tname].kind is not kind:
+                raise ConfigError(f"cluster: instance type {tname!r} is not a {kind.value} type")
+        self.min_workers = {k: 0 for k in HardwareKind} | dict(min_workers or {})
+        self.max_workers = {k: 1000 for k in HardwareKind} | dict(max_workers or {})
+        self.max_queue_s = max_queue_s
+        self.resize_delay_s = resize_delay_s
+        self.default_max_wait_s = default_max_wait_s
+        self.workers: dict[int, Worker] = {}
+        self.instances: dict[int, Instance] = {}
+        self.routable: dict[int, list[Instance]] = {}
+        self.variant_meter = RateMeter()
+        self.variant_input_meter = RateMeter()
+        self.app_meter = RateMeter()
+        self.total_meter = RateMeter()
+        self.unplaced_loads = 0
+        self.action_log: list[tuple[float, str]] = []
+        self._next_wid = 0
+        self._next_iid = 0
+
+    # --- reading ------------------------------------------------------------------------
+    def live_workers(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.state not in (WorkerState.RELEASED, WorkerState.CRASHED)]
+
+    def worker_utilisation(self, wid: int, window_s: float) -> float:
+        w = self.workers[wid]
+        now = self.env.now
+        start = max(w.ready_at, now - window_s)
+        span = now - start
+        if span <= 0:
+            return 0.0
+        busy = w.busy_meter.rate(0, now, span) * min(span, int(now)) / span if int(now) > 0 else 0.0
+        return min(1.0, busy / w.itype.capacity_units)
+
+    def cost(self) -> float:
+        now = self.env.now
+        return sum(w.cost(now) for w in self.workers.values())
+
+    # --- workers ------------------------------------------------------------------------
+    def add_worker(self, type_name: str, instant: bool = False) -> Worker | None:
+        if type_name not in self.instance_types:
+            raise ConfigError(f"unknown instance type {type_name!r} (known: {', '.join(self.instance_types)})")
+        itype = self.instance_types[type_name]
+        live = sum(1 for w in self.live_workers() if w.kind is itype.kind)
+        if live >= self.max_workers[itype.kind]:
+            return None
+        w = Worker(self._next_wid, itype, self.env.now, 0.0 if instant else itype.startup_s)
+        self._next_wid += 1
+        self.workers[w.wid] = w
+        self.action_log.append((self.env.now, f"add worker {w.wid} ({type_name})"))
+        if w.state is WorkerState.STARTING:
+            self.env.timeout(itype.startup_s).callbacks.append(lambda _e: self._worker_ready(w))
+        return w
+
+    def _worker_ready(self, w: Worker) -> None:
+        if w.state is not WorkerState.STARTING:
+            return
+        w.state = WorkerState.READY
+        for inst in list(w.instances):
+            if inst.state is InstanceState.LOADING:
+                self._start_load(inst)
+
+    def remove_worker(self, wid: int) -> None:
+        w = self.workers.get(wid)
+        if w is None or w.state in (WorkerState.RELEASED, WorkerState.CRASHED, WorkerState.DRAINING):
+            return
+        live = sum(1 for x in self.live_workers() if x.kind is w.kind and x.state is not WorkerState.DRAINING)
+        if live <= self.min_workers[w.kind]:
+            return
+        self.action_log.append((self.env.now, f"remove worker {wid}"))
+        w.state = WorkerState.DRAINING
+        for inst in list(w.instances):
+            self.unload(inst.iid)
+        self._maybe_release(w)
+
+    def _maybe_release(self, w: Worker) -> None:
+        if w.state is WorkerState.DRAINING and not w.instances:
+            w.state = WorkerState.RELEASED
+            w.released_at = self.env.now
+
+    def crash_worker(self, wid: int, fault: str) -> None:
+        """A worker dies: its queued and running queries fail with ``fault``."""
+        w = self.workers.get(wid)
+        if w is None or w.state in (WorkerState.RELEASED, WorkerState.CRASHED):
+            return
+        now = self.env.now
+        self.action_log.append((now, f"crash worker {wid}: {fault}"))
+        for inst in list(w.instances):
+            doomed = list(inst.inflight) + list(inst.queue)
+            inst.queue.clear()
+            inst.queued_inputs = 0
+            inst.inflight = []
+            inst.inflight_inputs = 0
+            inst.state = InstanceState.DEAD
+            self._unroute(inst)
+            self.instances.pop(inst.iid, None)
+            self.executor.unload(inst)
+            self.recorder.failed_batch(doomed, f"worker {wid} crashed: {fault}", now)
+        w.instances.clear()
+        w.device_waiters.clear()
+        w.state = WorkerState.CRASHED
+        w.released_at = now
+
+    # --- instances ----------------------------------------------------------------------
+    def place(self, variant: Variant, units: float, prefer: int | None = None) -> Worker | None:
+        """The worker a new instance would go to: ``prefer`` if it fits, else the fitting
+        worker with the most free units (ready before starting), else None."""
+        if prefer is not None:
+            w = self.workers.get(prefer)
+            return w if w is not None and w.fits(variant, units) else None
+        best: Worker | None = None
+        best_key: tuple[int, float, float] = (2, 0.0, 0.0)
+        for w in self.workers.values():
+            if w.kind is variant.hardware and w.fits(variant, units):
+                key = (0 if w.state is WorkerState.READY else 1, -w.free_units(), -w.free_memory_mb())
+                if best is None or key < best_key:
+                    best, best_key = w, key
+        return best
+
+    def load(
+        self,
+        variant_id: str,
+        worker_id: int | None = None,
+        cores: float | None = None,
+        max_batch: int | None = None,
+        allow_new_worker: bool = True,
+        instant: bool = False,
+    ) -> Instance | None:
+        vi = self.catalog.index_of.get(variant_id)
+        if vi is None:
+            raise ConfigError(f"unknown variant {variant_id!r} in catalog {self.catalog.name}")
+        variant = self.catalog.variants[vi]
+        if variant.hardware not in self.type_by_kind:
+            raise ConfigError(f"variant {variant_id!r} needs {variant.hardware.value} workers; none configured")
+        c = variant.allocation if cores is None else float(cores)
+        if c <= 0:
+            raise ConfigError(f"load {variant_id}: cores must be > 0, got {cores}")
+        w = self.place(variant, c, worker_id)
+        if w is None and worker_id is None and allow_new_worker:
+            w = self.add_worker(self.type_by_kind[variant.hardware], instant=instant)
+            if w is not None and not w.fits(variant, c):
+                raise ConfigError(f"variant {variant_id!r} does not fit on an empty {w.itype.name}")
+        if w is None:
+            self.unplaced_loads += 1
+            return None
+        mb = variant.max_batch if max_batch is None else max(1, min(max_batch, variant.max_batch))
+        inst = Instance(self, self._next_iid, vi, variant, w, c, mb, self.default_max_wait_s)
+        self._next_iid += 1
+        self.instances[inst.iid] = inst
+        w.instances.append(inst)
+        w.memory_used_mb += variant.memory_mb
+        w.units_used += inst.units
+        self.routable.setdefault(vi, []).append(inst)
+        self.action_log.append((self.env.now, f"load {variant_id} as instance {inst.iid} on worker {w.wid}"))
+        if instant:
+            inst.state = InstanceState.READY
+            inst.ready_at = self.env.now
+            inst.idle_since = self.env.now
+        elif w.state is WorkerState.READY:
+            self._start_load(inst)
+        else:
+            inst.ready_at = w.ready_at + variant.load_latency_ms / 1000  # an estimate until it starts
+        return inst
+
+    def _start_load(self, inst: Instance) -> None:
+        inst.ready_at = self.env.now + inst.variant.load_latency_ms / 1000  # estimate for backlog
+        ev = self.executor.load(inst)
+        ev.callbacks.append(lambda e: self._loaded(inst, e))
+
+    def _loaded(self, inst: Instance, ev: simpy.Event) -> None:
+        if inst.state is InstanceState.DEAD:
+            return
+        now = self.env.now
+        if not ev.ok:
+            ev.defused = True
+            doomed = list(inst.queue)
+            inst.queue.clear()
+            inst.queued_inputs = 0
+            self.recorder.failed_batch(doomed, f"loading {inst.variant.variant_id} failed: {ev.value}", now)
+            self._unroute(inst)
+            self._free(inst)
+            return
+        inst.ready_at = now
+        inst.idle_since = now
+        if inst.state is InstanceState.LOADING:
+            inst.state = InstanceState.READY
+        inst.try_dispatch()
+        if inst.state is InstanceState.DRAINING and not inst.queue and not inst.busy:
+            self._finish_unload(inst)
+
+    def unload(self, iid: int) -> None:
+        inst = self.instances.get(iid)
+        if inst is None or inst.state in (InstanceState.DRAINING, InstanceState.UNLOADED, InstanceState.DEAD):
+            return
+        self.action_log.append((self.env.now, f"unload instance {iid} ({inst.variant.variant_id})"))
+        was_loading = inst.state is InstanceState.LOADING and inst.worker.state is WorkerState.STARTING
+        inst.state = InstanceState.DRAINING
+        self._unroute(inst)
+        if was_loading or (not inst.busy and not inst.queue and inst.ready_at <= self.env.now):
+            self._finish_unload(inst)
+
+    def _finish_unload(self, inst: Instance) -> None:
+        if inst.queue:  # never drop queued work: it was queued before the unload
+            return
+        inst.state = InstanceState.UNLOADED
+        self._free(inst)
+
+    def _free(self, inst: Instance) -> None:
+        w = inst.worker
+        if inst in w.instances:
+            w.instances.remove(inst)
+            w.memory_used_mb -= inst.variant.memory_mb
+            w.units_used -= inst.units
+        self.instances.pop(inst.iid, None)
+        self.executor.unload(inst)
+        self._maybe_release(w)
+
+    def _unroute(self, inst: Instance) -> None:
+        lst = self.routable.get(inst.vi)
+        if lst is not None and inst in lst:
+            lst.remove(inst)
+
+    def resize(self, iid: int, cores: float) -> bool:
+        """Vertical scaling of a CPU instance; takes effect after ``resize_delay_s``."""
+        inst = self.instances.get(iid)
+        if inst is None or inst.variant.hardware is not HardwareKind.CPU or cores <= 0:
+            return False
+        w = inst.worker
+        if w.units_used - inst.units + cores > w.itype.capacity_units + 1e-9:
+            return False
+        self.action_log.append((self.env.now, f"resize instance {iid} to {cores:g} cores"))
+        w.units_used += cores - inst.units
+        inst.units = cores
+
+        def apply(_e: simpy.Event) -> None:
+            inst.cores = cores
+            inst._set_latency_table()
+
+        self.env.timeout(self.resize_delay_s).callbacks.append(apply)
+        return True
+
+    def set_batch(self, iid: int, max_batch: int, max_wait_s: float | None) -> None:
+        inst = self.instances.get(iid)
+        if inst is None:
+            return
+        inst.max_batch = max(1, min(max_batch, inst.variant.max_batch))
+        if max_wait_s is not None:
+            inst.max_wait_s = max(0.0, max_wait_s)
+        inst.try_dispatch()
+
+    def _wake_device_waiters(self, w: Worker) -> None:
+        while w.device_waiters and w.device_busy < w.itype.accelerators:
+            inst = w.device_waiters.popleft()
+            inst.device_wait_since = -1.0
+            before = w.device_busy
+            inst.try_dispatch()
+            if w.device_busy == before and inst.device_wait_since >= 0:
+                break
+
+    # --- queries ------------------------------------------------------------------------
+    def enqueue(self, inst: Instance, q: Query) -> None:
+        self.variant_meter.add(inst.vi, q.arrival)
+        self.variant_input_meter.add(inst.vi, q.arrival, q.batch)
+        inst.enqueue(q)
+
+    def apply(self, actions: Iterable[Action], instant: bool = False) -> None:
+        handlers: dict[type, Callable[..., object]] = {
+            Load: lambda a: self.load(a.variant_id, a.worker_id, a.cores, a.max_batch, a.allow_new_worker, instant),
+            Unload: lambda a: self.unload(a.instance_id),
+            Resize: lambda a: self.resize(a.instance_id, a.cores),
+            SetBatch: lambda a: self.set_batch(a.instance_id, a.max_batch, a.max_wait_s),
+            AddWorker: lambda a: self.add_worker(a.instance_type, instant),
+            RemoveWorker: lambda a: self.remove_worker(a.worker_id),
+        }
+        for a in actions:
+            handler = handlers.get(type(a))
+            if handler is None:
+                raise ConfigError(f"a policy returned an unknown action {a!r}")
+            handler(a)
+
+    def close(self, reason: str) -> None:
+        """End of run: fail whatever is still queued or running, stop billing."""
+        now = self.env.now
+        for inst in list(self.instances.values()):
+            doomed = list(inst.inflight) + list(inst.queue)
+            if doomed:
+                self.recorder.failed_batch(doomed, reason, now)
+            inst.queue.clear()
+            inst.inflight = []
+            inst.state = InstanceState.DEAD
+        for w in self.workers.values():
+            if w.released_at == math.inf:
+                w.released_at = now

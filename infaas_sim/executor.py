@@ -1,0 +1,76 @@
+"""The executor seam: how loading a variant and running a batch take time.
+
+The simulated executor takes the profiled latency; real executors run the model and post
+their completion to the environment. Swapping the executor is the only difference between
+the two modes. Executors register by name so that a new one is a new file and one line.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import simpy
+
+from infaas_sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from infaas_sim.cluster import Instance
+    from infaas_sim.query import Query
+
+
+class Executor(ABC):
+    """Runs loads and batches for the cluster. ``bind`` is called once before the run."""
+
+    name = ""
+
+    def bind(self, env: simpy.Environment, seed: int) -> None:
+        self.env = env
+        self.seed = seed
+
+    @abstractmethod
+    def load(self, instance: Instance) -> simpy.Event:
+        """An event that succeeds when ``instance`` is loaded."""
+
+    @abstractmethod
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
+        """An event that succeeds when the batch is done; it fails with the fault if the
+        batch could not run (the cluster fails those queries with it)."""
+
+    def unload(self, instance: Instance) -> None:  # noqa: B027 - optional hook
+        """Free whatever ``load`` holds."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release runtime resources at the end of a run."""
+
+
+_EXECUTORS: dict[str, Callable[..., Executor]] = {}
+E = TypeVar("E", bound=type[Executor])
+
+
+def register_executor(name: str) -> Callable[[E], E]:
+    def deco(cls: E) -> E:
+        if name in _EXECUTORS:
+            raise ValueError(f"executor {name!r} registered twice")
+        cls.name = name
+        _EXECUTORS[name] = cls
+        return cls
+
+    return deco
+
+
+def executor_names() -> list[str]:
+    import executors  # noqa: F401  (registers the built-in executors)
+
+    return sorted(_EXECUTORS)
+
+
+def make_executor(name: str, **params: Any) -> Executor:
+    names = executor_names()
+    if name not in _EXECUTORS:
+        raise ConfigError(f"unknown executor {name!r} (known: {', '.join(names)})")
+    try:
+        return _EXECUTORS[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"executor {name!r}: {exc}") from None

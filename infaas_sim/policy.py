@@ -1,0 +1,169 @@
+"""The policy seam: decisions per query, actions per tick, and the policy registry.
+
+A policy reads a read-only :class:`~infaas_sim.view.ClusterView` and returns plain data:
+a :data:`Decision` from ``route`` and a list of :data:`Action` from ``autoscale``. It never
+mutates the cluster; the cluster applies what it returns, paying the delays.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from infaas_sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from infaas_sim.catalog import Candidates
+    from infaas_sim.query import Application, Query
+    from infaas_sim.view import ClusterView, InstanceView
+
+
+# --- decisions (per query) ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Serve:
+    """Queue the query on a loaded (or loading) instance."""
+
+    instance: InstanceView
+
+
+@dataclass(frozen=True, slots=True)
+class LoadThenServe:
+    """Load ``variant_id`` (on ``worker_id``, or wherever it fits) and queue the query on it."""
+
+    variant_id: str
+    worker_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str
+
+
+Decision = Serve | LoadThenServe | Reject
+
+
+# --- actions (per tick) ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Load one more instance (replica) of a variant. ``worker_id`` None: the cluster places it,
+    starting a worker of the right kind if none has room and ``allow_new_worker``."""
+
+    variant_id: str
+    worker_id: int | None = None
+    cores: float | None = None  # CPU allocation; None = the variant's profiled allocation
+    max_batch: int | None = None  # batcher limit; None = the variant's max batch
+    allow_new_worker: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Unload:
+    """Stop routing to an instance; it drains its queue, then frees its memory."""
+
+    instance_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    """Change a CPU instance's cores in place (vertical scaling), after the resize delay."""
+
+    instance_id: int
+    cores: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetBatch:
+    """Change an instance's batcher: its max batch (<= the variant's) and max wait."""
+
+    instance_id: int
+    max_batch: int
+    max_wait_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddWorker:
+    instance_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveWorker:
+    """Release a VM: its instances drain, then billing stops."""
+
+    worker_id: int
+
+
+Action = Load | Unload | Resize | SetBatch | AddWorker | RemoveWorker
+
+
+@dataclass(frozen=True)
+class WorkloadHint:
+    """What an operator knows offline about an application's load (from history)."""
+
+    mean_qps: float
+    peak_qps: float
+
+
+class Policy(ABC):
+    """Base class of every policy. Subclasses register with :func:`register_policy`."""
+
+    name: ClassVar[str] = ""
+    #: seconds between ``autoscale`` calls; None: never called.
+    tick_s: float | None = 1.0
+
+    def setup(
+        self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]
+    ) -> list[Action]:
+        """Actions applied before traffic starts (pre-provisioned, no start-up delay).
+        ``hints`` give each application's mean and peak rate, as an operator knows them."""
+        return []
+
+    @abstractmethod
+    def route(self, query: Query, candidates: Candidates, view: ClusterView) -> Decision:
+        """Pick where one query runs. ``candidates`` are the catalog's variants that meet its
+        requirement at its batch size, fastest first (never empty)."""
+
+    def autoscale(self, view: ClusterView) -> list[Action]:
+        return []
+
+
+@dataclass
+class _Registry:
+    factories: dict[str, Callable[..., Policy]] = field(default_factory=dict)
+
+
+_POLICIES = _Registry()
+
+P = TypeVar("P", bound=type[Policy])
+
+
+def register_policy(name: str) -> Callable[[P], P]:
+    def deco(cls: P) -> P:
+        if name in _POLICIES.factories:
+            raise ValueError(f"policy {name!r} registered twice")
+        cls.name = name
+        _POLICIES.factories[name] = cls
+        return cls
+
+    return deco
+
+
+def policy_names() -> list[str]:
+    _import_builtin()
+    return sorted(_POLICIES.factories)
+
+
+def make_policy(name: str, **params: Any) -> Policy:
+    _import_builtin()
+    try:
+        factory = _POLICIES.factories[name]
+    except KeyError:
+        raise ConfigError(f"unknown policy {name!r} (known: {', '.join(policy_names())})") from None
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise ConfigError(f"policy {name!r}: {exc}") from None
+
+
+def _import_builtin() -> None:
+    import policies  # noqa: F401  (registers the built-in policies)

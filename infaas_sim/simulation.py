@@ -1,0 +1,300 @@
+"""The run loop: wire a catalog, a workload, a policy and an executor onto an environment.
+
+Plain data in (specs, arrival arrays), plain data out (:class:`RunResult` frames and a
+summary dict); the SimPy engine stays at the edge. The same function runs on virtual time
+(``simpy.Environment``) or wall-clock time (:class:`~infaas_sim.clock.WallClockEnvironment`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from infaas_sim.catalog import Catalog
+from infaas_sim.cluster import Cluster
+from infaas_sim.controller import Controller
+from infaas_sim.errors import ConfigError
+from infaas_sim.executor import Executor
+from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, DEFAULT_TYPE_BY_KIND, HardwareKind, InstanceType
+from infaas_sim.metrics import (
+    Recorder,
+    TimelineSampler,
+    instances_frame,
+    summarize,
+    timeline_frame,
+)
+from infaas_sim.policy import Policy, WorkloadHint
+from infaas_sim.query import Application, Query
+from infaas_sim.view import ClusterView, WorkerState
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    instance_types: Mapping[str, InstanceType] = field(default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES))
+    type_by_kind: Mapping[HardwareKind, str] = field(default_factory=lambda: dict(DEFAULT_TYPE_BY_KIND))
+    min_workers: Mapping[HardwareKind, int] = field(default_factory=dict)
+    max_workers: Mapping[HardwareKind, int] = field(default_factory=dict)
+    max_queue_s: float = 30.0
+    resize_delay_s: float = 1.0
+    max_wait_s: float = 0.0  # default batcher wait (0: dispatch whatever is queued)
+
+    def __post_init__(self) -> None:
+        if self.max_queue_s <= 0:
+            raise ConfigError(f"cluster.max_queue_s must be > 0, got {self.max_queue_s}")
+        if self.resize_delay_s < 0 or self.max_wait_s < 0:
+            raise ConfigError("cluster.resize_delay_s and cluster.max_wait_s must be >= 0")
+        for k, n in {**self.min_workers, **self.max_workers}.items():
+            if n < 0:
+                raise ConfigError(f"cluster worker limits must be >= 0, got {n} for {k}")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A worker fault injected at ``at_s``: ``crash`` or ``slowdown`` (by ``factor`` for
+    ``length_s``). ``worker`` is a worker id, or -1 for the busiest live worker then."""
+
+    at_s: float
+    kind: str = "crash"
+    worker: int = -1
+    factor: float = 2.0
+    length_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("crash", "slowdown"):
+            raise ConfigError(f"fault kind must be crash or slowdown, got {self.kind!r}")
+        if self.at_s < 0 or self.factor <= 0 or self.length_s <= 0:
+            raise ConfigError("fault at_s must be >= 0, factor and length_s > 0")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    duration_s: float
+    seed: int = 0
+    drain_s: float = 60.0  # after the last arrival, how long in-flight queries may finish
+    sample_s: float = 1.0
+    progress: bool = False
+    faults: Sequence[Fault] = ()
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise ConfigError(f"run.duration_s must be > 0, got {self.duration_s}")
+        if self.drain_s < 0 or self.sample_s <= 0:
+            raise ConfigError("run.drain_s must be >= 0 and run.sample_s > 0")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Applications and their arrivals: times (s), the application of each, batch sizes."""
+
+    apps: Sequence[Application]
+    times: np.ndarray
+    app_index: np.ndarray
+    batches: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.times) != len(self.app_index):
+            raise ConfigError("workload: times and app_index differ in length")
+        if len(self.times) and np.any(np.diff(self.times) < 0):
+            raise ConfigError("workload: arrival times must be non-decreasing")
+        if len(self.app_index) and (self.app_index.min() < 0 or self.app_index.max() >= len(self.apps)):
+            raise ConfigError("workload: app_index out of range")
+
+    def hints(self, duration_s: float) -> dict[str, WorkloadHint]:
+        """Per-application mean and peak per-second rates: what an operator knows offline."""
+        n = max(1, math.ceil(duration_s))
+        out = {}
+        for a in self.apps:
+            t = self.times[self.app_index == a.index]
+            counts = np.bincount(np.floor(t).astype(np.int64), minlength=n)[:n] if len(t) else np.zeros(n)
+            out[a.name] = WorkloadHint(mean_qps=float(counts.mean()), peak_qps=float(counts.max()))
+        return out
+
+
+@dataclass
+class RunResult:
+    queries: pd.DataFrame
+    timeline: pd.DataFrame
+    instances: pd.DataFrame
+    summary: dict[str, Any]
+    actions: list[tuple[float, str]]
+
+
+def validate_apps(catalog: Catalog, apps: Sequence[Application]) -> None:
+    """Every application must be satisfiable at its batch size: else a one-line error."""
+    names = set()
+    for i, a in enumerate(apps):
+        if a.index != i:
+            raise ConfigError(f"application {a.name!r}: index {a.index} does not match its position {i}")
+        if a.name in names:
+            raise ConfigError(f"application {a.name!r} is defined twice")
+        names.add(a.name)
+        cands = catalog.candidates(a.requirement, a.batch)
+        if not cands.indices:
+            raise ConfigError(f"application {a.name!r}: {cands.reason}")
+
+
+def run_simulation(
+    catalog: Catalog,
+    workload: Workload,
+    policy: Policy,
+    executor: Executor,
+    cluster_spec: ClusterSpec,
+    run: RunSpec,
+    env: simpy.Environment | None = None,
+) -> RunResult:
+    validate_apps(catalog, workload.apps)
+    env = env if env is not None else simpy.Environment()
+    wall0 = time.perf_counter()
+    recorder = Recorder(catalog, workload.apps)
+    executor.bind(env, run.seed)
+    cluster = Cluster(
+        env,
+        catalog,
+        executor,
+        recorder,
+        cluster_spec.instance_types,
+        cluster_spec.type_by_kind,
+        cluster_spec.min_workers,
+        cluster_spec.max_workers,
+        cluster_spec.max_queue_s,
+        cluster_spec.resize_delay_s,
+        cluster_spec.max_wait_s,
+    )
+    controller = Controller(cluster, policy, recorder)
+    view = ClusterView(cluster)
+    cluster.apply(policy.setup(view, workload.apps, workload.hints(run.duration_s)), instant=True)
+    for kind, n in cluster.min_workers.items():
+        while sum(1 for w in cluster.live_workers() if w.kind is kind) < n:
+            if cluster.add_worker(cluster.type_by_kind[kind], instant=True) is None:
+                break
+    sampler = TimelineSampler()
+    done = {"arrivals": False}
+
+    env.process(_arrivals(env, workload, controller, done))
+    if policy.tick_s:
+        env.process(_ticker(env, policy, cluster, view, policy.tick_s))
+    env.process(_sample(env, cluster, sampler, run))
+    for fault in run.faults:
+        env.process(_inject(env, cluster, fault))
+    try:
+        env.run(until=run.duration_s)
+        deadline = run.duration_s + run.drain_s
+        while (not done["arrivals"] or len(recorder.rows) < recorder.arrived) and env.peek() <= deadline:
+            env.step()
+        cluster.close(f"still queued when the run ended ({run.drain_s:g} s after the last arrival)")
+    finally:
+        executor.close()
+    recorder.check_conservation()
+    queries = recorder.frame()
+    timeline = timeline_frame(queries, sampler, run.duration_s)
+    busy = {k.value: 0.0 for k in HardwareKind}
+    cap = {k.value: 0.0 for k in HardwareKind}
+    for b, c in zip(sampler.busy_units, sampler.capacity_units, strict=True):
+        for k, x in b.items():
+            busy[k] += x
+        for k, x in c.items():
+            cap[k] += x
+    util = {k: busy[k] / cap[k] for k in busy if cap[k] > 0}
+    summary = summarize(queries, cluster.cost(), run.duration_s, util, time.perf_counter() - wall0)
+    summary["policy"] = policy.name
+    summary["executor"] = executor.name
+    summary["seed"] = run.seed
+    summary["peak_workers"] = {
+        k.value: int(timeline[f"workers_{k.value}"].max()) if len(timeline) else 0 for k in HardwareKind
+    }
+    return RunResult(queries, timeline, instances_frame(sampler), summary, list(cluster.action_log))
+
+
+def _arrivals(
+    env: simpy.Environment, workload: Workload, controller: Controller, done: dict[str, bool]
+) -> Generator[simpy.Event, Any, None]:
+    times = workload.times.tolist()
+    apps = [workload.apps[i] for i in workload.app_index.tolist()]
+    batches = workload.batches.tolist() if workload.batches is not None else [a.batch for a in apps]
+    submit = controller.submit
+    timeout = env.timeout
+    for i, t in enumerate(times):
+        delay = t - env.now
+        if delay > 0:
+            yield timeout(delay)
+        submit(Query(i, env.now, apps[i], batches[i]))
+    done["arrivals"] = True
+
+
+def _ticker(
+    env: simpy.Environment, policy: Policy, cluster: Cluster, view: ClusterView, tick_s: float
+) -> Generator[simpy.Event, Any, None]:
+    while True:
+        yield env.timeout(tick_s)
+        cluster.apply(policy.autoscale(view))
+        cluster.unplaced_loads = 0
+
+
+def _sample(
+    env: simpy.Environment, cluster: Cluster, sampler: TimelineSampler, run: RunSpec
+) -> Generator[simpy.Event, Any, None]:
+    bar = None
+    if run.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(run.duration_s), unit="sim-s", desc="simulating", leave=False)
+    try:
+        while True:
+            yield env.timeout(run.sample_s)
+            now = env.now
+            workers: dict[str, int] = {}
+            busy: dict[str, float] = {}
+            cap: dict[str, float] = {}
+            rate = 0.0
+            for w in cluster.live_workers():
+                k = w.kind.value
+                workers[k] = workers.get(k, 0) + 1
+                rate += w.itype.price_per_hour
+                if w.state is not WorkerState.STARTING:
+                    cap[k] = cap.get(k, 0.0) + w.itype.capacity_units * run.sample_s
+                    busy[k] = busy.get(k, 0.0) + sum(w.busy_meter.series(0, now, max(1, round(run.sample_s))))
+            inst: dict[str, int] = {}
+            queued = 0
+            for lst in cluster.routable.values():
+                for i in lst:
+                    inst[i.variant.variant_id] = inst.get(i.variant.variant_id, 0) + 1
+                    queued += i.queued_inputs
+            sampler.times.append(now - run.sample_s)  # the second this sample covers
+            sampler.workers.append(workers)
+            sampler.instances.append(inst)
+            sampler.busy_units.append(busy)
+            sampler.capacity_units.append(cap)
+            sampler.cost_rate.append(rate)
+            sampler.queued.append(queued)
+            if bar is not None and now <= run.duration_s:
+                bar.update(int(now) - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _inject(env: simpy.Environment, cluster: Cluster, fault: Fault) -> Generator[simpy.Event, Any, None]:
+    yield env.timeout(fault.at_s)
+    wid = fault.worker
+    if wid < 0:
+        live = [w for w in cluster.live_workers() if w.state is WorkerState.READY]
+        if not live:
+            return
+        wid = max(live, key=lambda w: (sum(i.queued_inputs + i.inflight_inputs for i in w.instances), -w.wid)).wid
+    if fault.kind == "crash":
+        cluster.crash_worker(wid, f"injected crash at t={fault.at_s:g}s")
+        return
+    w = cluster.workers.get(wid)
+    if w is None:
+        return
+    w.slowdown *= fault.factor
+    cluster.action_log.append((env.now, f"slow down worker {wid} x{fault.factor:g}"))
+    yield env.timeout(fault.length_s)
+    w.slowdown /= fault.factor

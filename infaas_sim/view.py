@@ -1,0 +1,175 @@
+"""The read-only view of the cluster that policies see.
+
+``InstanceView`` and ``WorkerView`` are protocols with read-only properties: the cluster's own
+objects satisfy them, so building a view costs nothing on the hot path, and mypy keeps
+policies from writing to them. ``ClusterView`` exposes queries, not the cluster's methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from infaas_sim.hardware import HardwareKind, InstanceType
+from infaas_sim.variant import Variant
+
+if TYPE_CHECKING:
+    from infaas_sim.catalog import Catalog
+    from infaas_sim.cluster import Cluster
+
+
+class InstanceState(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    DRAINING = "draining"
+    UNLOADED = "unloaded"
+    DEAD = "dead"
+
+
+class WorkerState(str, Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    RELEASED = "released"
+    CRASHED = "crashed"
+
+
+class InstanceView(Protocol):
+    @property
+    def iid(self) -> int: ...
+    @property
+    def variant(self) -> Variant: ...
+    @property
+    def vi(self) -> int: ...  # variant index in the catalog
+    @property
+    def state(self) -> InstanceState: ...
+    @property
+    def ready_at(self) -> float: ...
+    @property
+    def cores(self) -> float: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def max_wait_s(self) -> float: ...
+    @property
+    def queued_inputs(self) -> int: ...
+    @property
+    def inflight_inputs(self) -> int: ...
+    @property
+    def busy_until(self) -> float: ...
+    @property
+    def batches_done(self) -> int: ...
+    @property
+    def inputs_done(self) -> int: ...
+    @property
+    def busy_time(self) -> float: ...
+    @property
+    def last_used(self) -> float: ...
+    @property
+    def worker_id(self) -> int: ...
+
+    def latency_ms(self, batch: int) -> float: ...
+    def backlog_s(self, now: float) -> float: ...
+
+
+class WorkerView(Protocol):
+    @property
+    def wid(self) -> int: ...
+    @property
+    def itype(self) -> InstanceType: ...
+    @property
+    def kind(self) -> HardwareKind: ...
+    @property
+    def state(self) -> WorkerState: ...
+    @property
+    def requested_at(self) -> float: ...
+    @property
+    def ready_at(self) -> float: ...
+    @property
+    def memory_used_mb(self) -> float: ...
+    @property
+    def units_used(self) -> float: ...
+
+    def free_memory_mb(self) -> float: ...
+    def free_units(self) -> float: ...
+    def instance_views(self) -> Sequence[InstanceView]: ...
+
+
+class ClusterView:
+    """What a policy may read. Wraps the cluster; every method is a query."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._c = cluster
+
+    @property
+    def now(self) -> float:
+        return self._c.env.now
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._c.catalog
+
+    @property
+    def instance_types(self) -> Mapping[str, InstanceType]:
+        return self._c.instance_types
+
+    def instance_type_for(self, kind: HardwareKind) -> InstanceType:
+        return self._c.instance_types[self._c.type_by_kind[kind]]
+
+    def workers(self, kind: HardwareKind | None = None) -> list[WorkerView]:
+        """Live workers (starting, ready or draining), optionally of one kind."""
+        return [w for w in self._c.live_workers() if kind is None or w.kind is kind]
+
+    def worker(self, wid: int) -> WorkerView:
+        return self._c.workers[wid]
+
+    def max_workers(self, kind: HardwareKind) -> int:
+        return self._c.max_workers[kind]
+
+    def min_workers(self, kind: HardwareKind) -> int:
+        return self._c.min_workers[kind]
+
+    def instances_of(self, vi: int) -> Sequence[InstanceView]:
+        """Routable instances (loading or ready) of variant ``vi``; the list is live: don't keep it."""
+        return self._c.routable.get(vi, ())
+
+    def instance(self, iid: int) -> InstanceView:
+        return self._c.instances[iid]
+
+    def running_variants(self) -> list[float]:
+        return [vi for vi, lst in self._c.routable.items() if lst]
+
+    def all_instances(self) -> list[InstanceView]:
+        return [i for lst in self._c.routable.values() for i in lst]
+
+    def variant_rate(self, vi: int, window_s: float) -> float:
+        """Queries per second routed to variant ``vi`` over the last ``window_s`` seconds."""
+        return self._c.variant_meter.rate(vi, self._c.env.now, window_s)
+
+    def variant_input_rate(self, vi: int, window_s: float) -> float:
+        """Inputs per second routed to variant ``vi`` over the last ``window_s`` seconds."""
+        return self._c.variant_input_meter.rate(vi, self._c.env.now, window_s)
+
+    def app_rate(self, app_index: int, window_s: float) -> float:
+        return self._c.app_meter.rate(app_index, self._c.env.now, window_s)
+
+    def app_rate_series(self, app_index: int, seconds: int) -> list[float]:
+        """Per-second arrival counts of an application over the last ``seconds`` whole seconds."""
+        return self._c.app_meter.series(app_index, self._c.env.now, seconds)
+
+    def total_rate_series(self, seconds: int) -> list[float]:
+        return self._c.total_meter.series(0, self._c.env.now, seconds)
+
+    def utilisation(self, worker_id: int, window_s: float) -> float:
+        """Busy share of a worker's capacity units over the last ``window_s`` seconds."""
+        return self._c.worker_utilisation(worker_id, window_s)
+
+    def pending_workers(self, kind: HardwareKind) -> int:
+        return sum(1 for w in self._c.live_workers() if w.kind is kind and w.state is WorkerState.STARTING)
+
+    def unplaced(self) -> int:
+        """Loads the cluster could not place since the last tick (no room, worker cap)."""
+        return self._c.unplaced_loads
