@@ -168,7 +168,11 @@ class Catalog:
             raise CatalogError(f"{name}: missing column(s) {', '.join(missing)}")
         records = frame.to_dict("records")
         return cls(
-            (variant_from_row(r, f"{name} row {i + first_line}") for i, r in enumerate(records)), name=name
+            (
+                variant_from_row({str(k): x for k, x in r.items()}, f"{name} row {i + first_line}")
+                for i, r in enumerate(records)
+            ),
+            name=name,
         )
 
     @classmethod
@@ -188,7 +192,7 @@ class Catalog:
             else:
                 frame = pd.read_csv(p, comment="#", dtype=str, keep_default_na=False)
                 first = 2  # data starts on line 2 of a CSV file, after the header
-        except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file
+        except Exception as exc:
             raise CatalogError(f"catalog file {str(p)!r} could not be read: {exc}") from None
         return cls.from_frame(frame, name=p.name, first_line=first)
 

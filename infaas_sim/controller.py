@@ -36,12 +36,12 @@ class Controller:
             rec.rejected(q, cands.reason, now)
             return
         d = self.policy.route(q, cands, self.view)
-        if type(d) is Serve:
+        if isinstance(d, Serve):
             inst = cluster.instances.get(d.instance.iid)
             if inst is None or inst.state not in (InstanceState.READY, InstanceState.LOADING):
                 rec.rejected(q, f"policy {self.policy.name} chose instance {d.instance.iid}, which is gone", now)
                 return
-        elif type(d) is LoadThenServe:
+        elif isinstance(d, LoadThenServe):
             inst = cluster.load(d.variant_id, d.worker_id)
             if inst is None:
                 rec.rejected(q, f"no room to load {d.variant_id} (worker limit reached)", now)
@@ -52,7 +52,8 @@ class Controller:
         mb = inst.max_batch
         if inst.queued_inputs and inst.queued_inputs * inst.latency_table[mb] / mb > cluster.max_queue_s * 1000:
             rec.rejected(
-                q, f"queue of {inst.variant.variant_id} on worker {inst.worker.wid} exceeds {cluster.max_queue_s:g} s",
+                q,
+                f"queue of {inst.variant.variant_id} on worker {inst.worker.wid} exceeds {cluster.max_queue_s:g} s",
                 now,
             )
             return

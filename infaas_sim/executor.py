@@ -24,6 +24,8 @@ class Executor(ABC):
     """Runs loads and batches for the cluster. ``bind`` is called once before the run."""
 
     name = ""
+    #: real executors run on wall-clock time (a WallClockEnvironment)
+    realtime = False
 
     def bind(self, env: simpy.Environment, seed: int) -> None:
         self.env = env

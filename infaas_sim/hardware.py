@@ -10,12 +10,12 @@ VM can load models) are our assumption from common EC2 boot times and are config
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from infaas_sim.errors import ConfigError
 
 
-class HardwareKind(str, Enum):
+class HardwareKind(StrEnum):
     CPU = "cpu"
     GPU = "gpu"
     INFERENTIA = "inferentia"

@@ -141,7 +141,7 @@ class Recorder:
         f["latency_ms"] = np.where(served, (completion - f["arrival"]) * 1000, np.nan)
         f["completion"] = completion
         f["slo_ms"] = slos[app_i] if n else np.array([])
-        f["slo_met"] = served & (f["latency_ms"] <= f["slo_ms"] + 1e-9)
+        f["slo_met"] = served & (np.asarray(f["latency_ms"]) <= np.asarray(f["slo_ms"]) + 1e-9)
         f["accuracy"] = np.where(served, accs[vi_i], np.nan) if n else np.array([])
         frame = pd.DataFrame(f, columns=QUERY_COLUMNS)
         frame["reason"] = frame["reason"].astype(object).where(frame["reason"].notna(), None)

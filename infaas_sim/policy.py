@@ -111,9 +111,7 @@ class Policy(ABC):
     #: seconds between ``autoscale`` calls; None: never called.
     tick_s: float | None = 1.0
 
-    def setup(
-        self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]
-    ) -> list[Action]:
+    def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         """Actions applied before traffic starts (pre-provisioned, no start-up delay).
         ``hints`` give each application's mean and peak rate, as an operator knows them."""
         return []

@@ -7,13 +7,13 @@ set + minimum accuracy + latency SLO. The number of inputs in a query is its bat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from infaas_sim.errors import ConfigError
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     VARIANT = "variant"
     ARCHITECTURE = "architecture"
     TASK = "task"
@@ -70,7 +70,7 @@ class Application:
             raise ConfigError(f"application {self.name!r}: batch must be >= 1, got {self.batch}")
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     SERVED = "served"
     REJECTED = "rejected"
     FAILED = "failed"
@@ -83,7 +83,7 @@ class Query:
     the hot path.
     """
 
-    __slots__ = ("qid", "arrival", "app", "batch", "payload", "enqueued", "ready")
+    __slots__ = ("app", "arrival", "batch", "enqueued", "payload", "qid", "ready")
 
     def __init__(self, qid: int, arrival: float, app: Application, batch: int, payload: Any = None) -> None:
         self.qid = qid

@@ -8,6 +8,7 @@ linearly and extrapolated with the last segment's slope.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from infaas_sim.errors import CatalogError
 from infaas_sim.hardware import HardwareKind
@@ -50,7 +51,7 @@ class Variant:
         if len(pts) == 1:
             b0, l0 = pts[0]
             return l0 + self.latency_slope_ms * (batch - b0)
-        for (b0, l0), (b1, l1) in zip(pts, pts[1:]):
+        for (b0, l0), (b1, l1) in pairwise(pts):
             if batch <= b1 or (b1 == pts[-1][0]):
                 return l0 + (l1 - l0) * (batch - b0) / (b1 - b0)
         raise AssertionError("unreachable")

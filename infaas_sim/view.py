@@ -8,7 +8,7 @@ policies from writing to them. ``ClusterView`` exposes queries, not the cluster'
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from infaas_sim.hardware import HardwareKind, InstanceType
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from infaas_sim.cluster import Cluster
 
 
-class InstanceState(str, Enum):
+class InstanceState(StrEnum):
     LOADING = "loading"
     READY = "ready"
     DRAINING = "draining"
@@ -27,7 +27,7 @@ class InstanceState(str, Enum):
     DEAD = "dead"
 
 
-class WorkerState(str, Enum):
+class WorkerState(StrEnum):
     STARTING = "starting"
     READY = "ready"
     DRAINING = "draining"

@@ -39,9 +39,7 @@ class StaticPolicy(Policy):
         self.target_util = target_util
         self.chosen: dict[int, int] = {}  # app index -> variant index
 
-    def setup(
-        self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]
-    ) -> list[Action]:
+    def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         catalog = view.catalog
         unknown = set(self.variants) - {a.name for a in apps}
         if unknown:

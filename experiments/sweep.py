@@ -1,0 +1,57 @@
+"""Hydra callback: after a multirun, gather every job's summary.json into one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+SUMMARY_COLUMNS = [
+    "policy",
+    "queries",
+    "throughput_qps",
+    "slo_violation_rate",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "total_cost",
+    "cost_per_1k_queries",
+    "mean_accuracy",
+    "rejected",
+    "failed",
+]
+
+
+def collect(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per finished job under ``sweep_dir`` (jobs that failed show their error)."""
+    rows = []
+    root = Path(sweep_dir)
+    for job in sorted(p for p in root.iterdir() if p.is_dir()):
+        row: dict[str, Any] = {"job": job.name}
+        if (job / "summary.json").is_file():
+            s = json.loads((job / "summary.json").read_text())
+            row.update({k: s.get(k) for k in SUMMARY_COLUMNS})
+            for k, v in (s.get("utilisation") or {}).items():
+                row[f"util_{k}"] = v
+        elif (job / "error.txt").is_file():
+            row["error"] = (job / "error.txt").read_text().strip()
+        else:
+            continue
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        table = collect(sweep_dir)
+        table.to_csv(sweep_dir / "sweep_summary.csv", index=False)
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            text = table.to_string(index=False)
+        (sweep_dir / "sweep_summary.txt").write_text(text + "\n")
+        print(f"\nsweep summary ({sweep_dir / 'sweep_summary.csv'}):\n{text}")

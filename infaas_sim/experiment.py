@@ -1,0 +1,183 @@
+"""An experiment from plain configuration data: build every piece, run, return the result.
+
+The Hydra app, the tests and the notebooks all go through :func:`run_experiment` with a plain
+dict, so an experiment is reproducible from its saved config alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from infaas_sim.catalog import Catalog
+from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.errors import ConfigError
+from infaas_sim.executor import make_executor
+from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, HardwareKind, InstanceType, parse_kind
+from infaas_sim.policy import make_policy
+from infaas_sim.query import Application, Level, Requirement
+from infaas_sim.simulation import ClusterSpec, Fault, RunResult, RunSpec, Workload, run_simulation
+
+
+def _section(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = cfg.get(name)
+    if value is None:
+        raise ConfigError(f"config: missing section {name!r}")
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config: section {name!r} must be a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _only(section: str, given: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {unknown} in {section} (allowed: {sorted(allowed)})")
+
+
+def _number(section: str, key: str, value: Any, kind: type = float) -> Any:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        out = kind(value)
+        if kind is int and float(value) != out:
+            raise ValueError
+        if kind is float and not math.isfinite(out):
+            raise ValueError
+        return out
+    except (TypeError, ValueError):
+        raise ConfigError(f"config: {section}.{key} must be a {kind.__name__}, got {value!r}") from None
+
+
+def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
+    apps_cfg = cfg.get("apps")
+    if not apps_cfg:
+        raise ConfigError("config: workload.apps must list at least one application")
+    apps = []
+    allowed = {"name", "level", "target", "dataset", "slo_ms", "min_accuracy", "share", "batch"}
+    for i, a in enumerate(apps_cfg):
+        a = dict(a)
+        name = str(a.get("name", f"app{i}"))
+        _only(f"workload.apps[{name}]", a, allowed)
+        try:
+            level = Level(a.get("level", "task"))
+        except ValueError:
+            raise ConfigError(
+                f"config: workload.apps[{name}].level must be variant, architecture or task, got {a.get('level')!r}"
+            ) from None
+        if "target" not in a:
+            raise ConfigError(f"config: workload.apps[{name}] needs a target (variant, architecture or task)")
+        slo = a.get("slo_ms")
+        req = Requirement(
+            level=level,
+            target=str(a["target"]),
+            dataset=str(a.get("dataset", "")),
+            slo_ms=None if slo is None else _number(f"workload.apps[{name}]", "slo_ms", slo),
+            min_accuracy=_number(f"workload.apps[{name}]", "min_accuracy", a.get("min_accuracy", 0.0)),
+        )
+        apps.append(
+            Application(
+                name=name,
+                requirement=req,
+                share=_number(f"workload.apps[{name}]", "share", a.get("share", 1.0)),
+                batch=_number(f"workload.apps[{name}]", "batch", a.get("batch", 1), int),
+                index=i,
+            )
+        )
+    return apps
+
+
+def build_workload(trace_cfg: Mapping[str, Any], apps: list[Application], duration_s: float, seed: int) -> Workload:
+    from traces.mix import assign_apps
+
+    from traces import make_trace
+
+    params = dict(trace_cfg)
+    name = params.pop("name", None)
+    if not name:
+        raise ConfigError("config: trace.name is required")
+    trace = make_trace(str(name), **params)
+    times = np.asarray(trace.arrivals(duration_s, np.random.default_rng([seed, 1])), dtype=float)
+    app_index = np.asarray(
+        assign_apps(len(times), [a.share for a in apps], np.random.default_rng([seed, 2])), dtype=np.int64
+    )
+    return Workload(apps, times, app_index)
+
+
+def build_cluster(cfg: Mapping[str, Any]) -> ClusterSpec:
+    allowed = {"instance_types", "workers", "min_workers", "max_workers", "max_queue_s", "resize_delay_s",
+               "max_wait_s"}  # fmt: skip
+    _only("cluster", cfg, allowed)
+    types: dict[str, InstanceType] = dict(DEFAULT_INSTANCE_TYPES)
+    for tname, t in dict(cfg.get("instance_types") or {}).items():
+        t = dict(t)
+        try:
+            types[tname] = InstanceType(
+                name=tname,
+                kind=parse_kind(str(t["kind"])),
+                vcpus=int(t["vcpus"]),
+                memory_mb=int(t["memory_mb"]),
+                price_per_hour=float(t["price_per_hour"]),
+                startup_s=float(t.get("startup_s", 60.0)),
+                accelerators=int(t.get("accelerators", 0)),
+                accelerator_memory_mb=int(t.get("accelerator_memory_mb", 0)),
+                source=str(t.get("source", "config")),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"config: cluster.instance_types.{tname} needs {exc.args[0]}") from None
+    by_kind = {parse_kind(k): str(v) for k, v in dict(cfg.get("workers") or {}).items()}
+    if not by_kind:
+        raise ConfigError("config: cluster.workers must map at least one hardware kind to an instance type")
+
+    def limits(key: str) -> dict[HardwareKind, int]:
+        return {parse_kind(k): _number("cluster", f"{key}.{k}", v, int) for k, v in dict(cfg.get(key) or {}).items()}
+
+    return ClusterSpec(
+        instance_types=types,
+        type_by_kind=by_kind,
+        min_workers=limits("min_workers"),
+        max_workers=limits("max_workers"),
+        max_queue_s=_number("cluster", "max_queue_s", cfg.get("max_queue_s", 30.0)),
+        resize_delay_s=_number("cluster", "resize_delay_s", cfg.get("resize_delay_s", 1.0)),
+        max_wait_s=_number("cluster", "max_wait_s", cfg.get("max_wait_s", 0.0)),
+    )
+
+
+def build_run(cfg: Mapping[str, Any]) -> RunSpec:
+    allowed = {f.name for f in fields(RunSpec)}
+    _only("run", cfg, allowed)
+    faults = []
+    for f in cfg.get("faults") or []:
+        f = dict(f)
+        _only("run.faults[]", f, {x.name for x in fields(Fault)})
+        faults.append(Fault(**f))
+    return RunSpec(
+        duration_s=_number("run", "duration_s", cfg.get("duration_s", 600)),
+        seed=_number("run", "seed", cfg.get("seed", 0), int),
+        drain_s=_number("run", "drain_s", cfg.get("drain_s", 60)),
+        sample_s=_number("run", "sample_s", cfg.get("sample_s", 1.0)),
+        progress=bool(cfg.get("progress", False)),
+        faults=tuple(faults),
+    )
+
+
+def run_experiment(cfg: Mapping[str, Any]) -> RunResult:
+    """Run one experiment from a plain config dict (sections: trace, workload, catalog,
+    cluster, policy, executor, run)."""
+    _only("config", cfg, {"trace", "workload", "catalog", "cluster", "policy", "executor", "run", "outputs"})
+    run = build_run(_section(cfg, "run"))
+    catalog = Catalog.load(str(_section(cfg, "catalog").get("path", "default")))
+    apps = build_apps(_section(cfg, "workload"))
+    cluster = build_cluster(_section(cfg, "cluster"))
+    pol = _section(cfg, "policy")
+    _only("policy", pol, {"name", "params"})
+    policy = make_policy(str(pol.get("name")), **dict(pol.get("params") or {}))
+    ex = _section(cfg, "executor")
+    _only("executor", ex, {"name", "params"})
+    executor = make_executor(str(ex.get("name")), **dict(ex.get("params") or {}))
+    workload = build_workload(_section(cfg, "trace"), apps, run.duration_s, run.seed)
+    env = WallClockEnvironment() if executor.realtime else None
+    return run_simulation(catalog, workload, policy, executor, cluster, run, env=env)
