@@ -70,13 +70,16 @@ class StaticPolicy(Policy):
         vi = self.chosen.get(query.app.index)
         if vi is None:
             return Reject(f"policy static has no variant for application {query.app.name}")
+        # Join-shortest-queue. All replicas run the same variant and are pre-loaded, so
+        # outstanding inputs order them as their backlog in seconds would, at less cost.
         best = None
-        best_backlog = 0.0
-        now = view.now
+        best_load = 0
         for inst in view.instances_of(vi):
-            b = inst.backlog_s(now)
-            if best is None or b < best_backlog:
-                best, best_backlog = inst, b
+            load = inst.queued_inputs + inst.inflight_inputs
+            if best is None or load < best_load:
+                best, best_load = inst, load
+                if load == 0:
+                    break
         if best is None:
             return Reject(f"no replica of {view.catalog.variants[vi].variant_id} is running")
         return Serve(best)
