@@ -1,0 +1,1 @@
+"""Embedded catalogs. ``default.csv`` is written by ``python -m infaas_sim.catalogs.generate_default``."""

@@ -1,0 +1,356 @@
+"""Generate the default catalog, ``infaas_sim/catalogs/default.csv``.
+
+    .venv/bin/python -m infaas_sim.catalogs.generate_default [--out PATH]
+
+21 ImageNet classifiers of the INFaaS evaluation, each compiled for CPU (TensorFlow / PyTorch
+on 1-8 cores), GPU (TensorRT engines in fp32 / fp16 at several max batches, TensorFlow-GPU;
+allocation 1.0 = one V100) and Inferentia (Neuron on 1-4 NeuronCores). Accuracy, parameter
+count and GFLOPs (multiply-adds) are published facts; each carries its source below and in
+the ``source`` column. Latency, load time and memory are not published per variant, so they
+come from a small performance model calibrated on the ResNet-50 points in INFaaS's code:
+
+* Calibration (reproduced exactly): TensorRT fp32 batch-8 engine, latency 2.71 + 1.19 b ms
+  (INFaaS's fit; its measured batch-1 point is 3.7 ms), load 1146 ms, 92 MB; PyTorch CPU on
+  4 cores batch-1 499 ms, load 1524 ms; TF-CPU on 4 cores 250 ms, load 1589 ms; TF-GPU 7.1 ms,
+  load 1308 ms; Inferentia on 1 NeuronCore 22 ms, load 3555 ms.
+* Architectures: ``w = GFLOPs / GFLOPs(ResNet-50)``. The per-input slope scales with ``w``.
+  On accelerators the intercept (kernel launches, per-layer fixed costs) scales as ``w**0.5``;
+  on CPU, which is compute-bound even at batch 1, the whole latency scales with ``w``. No
+  per-family efficiency factors: on one hardware configuration more GFLOPs is never faster.
+* CPU: latency(b) = L1 (0.1 + 0.9 b): batching saves only 10% per input. Cores follow
+  Amdahl's law from the 4-core point with parallel fraction ``CPU_PARALLEL_FRACTION`` (0.9),
+  the same law the simulator uses to resize CPU instances.
+* GPU: fp16 halves the TensorRT slope (V100 tensor cores, about 2x) and cuts the intercept
+  by 1.25x (launch- and memory-bound layers gain less). An engine built for max batch m pays
+  3% more intercept per doubling of m over 8 (kernels tuned for larger batches). TF-GPU has
+  a 1.5x TensorRT slope, the rest of its 7.1 ms is intercept.
+* Inferentia: 40% of the 1-NeuronCore batch-1 latency is per input; n NeuronCores divide
+  latency by ``n**0.6`` (1.52x on 2, 2.30x on 4: pipelining with diminishing returns).
+* Load time: half of ResNet-50's load time on a framework is fixed (runtime, session/engine
+  set-up); the other half scales with weight bytes (parameters x bytes per parameter).
+* Memory: weights (fp32 4 B, fp16 / bf16 2 B per parameter) plus activations (1 MB per
+  ResNet-50-sized fp32 input, scaled by ``w``, times max batch) plus a per-runtime overhead.
+  TensorRT's weight factor 0.82 is fitted so the ResNet-50 engine uses INFaaS's 92 MB (less
+  than its 102 MB of fp32 weights as we count them).
+
+Values are written with 4 significant digits; the output is deterministic and sorted by
+architecture, hardware, framework, precision, allocation and max batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from infaas_sim.catalog import COLUMNS
+from infaas_sim.variant import cpu_latency_factor
+
+OUTPUT = Path(__file__).with_name("default.csv")
+TASK = "image-classification"
+DATASET = "imagenet"
+
+# --- sources --------------------------------------------------------------------------------------
+KERAS = "Keras Applications table"  # https://keras.io/api/applications/ (top-1, parameters)
+TORCHVISION = "torchvision model zoo"  # https://pytorch.org/vision/stable/models.html (acc@1, params, GFLOPS)
+RESNET_V2_FLOPS = "torchvision ResNet v1 GFLOPS (v2 keeps v1's convolutions: He et al. 2016)"
+MOBILENET_PAPER = "Howard et al. 2017 (MobileNets) 569M mult-adds"
+NASNET_PAPER = "Zoph et al. 2018 (NASNet) Table 2 mult-adds"
+EFFICIENTNET_PAPER = "Tan & Le 2019 (EfficientNet) Table 2"
+TIMM_CARD = "timm model card inception_resnet_v2 (GMACs at 299x299)"
+INFAAS = "calibrated on INFaaS code (ResNet-50 profile)"
+DERIVED = "generate_default.py model scaled from INFaaS ResNet-50 profile"
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    name: str
+    accuracy: float  # ImageNet top-1, fraction
+    params_m: float  # parameters, millions
+    gflops: float  # multiply-adds per input, 1e9
+    keras: bool  # ships in Keras Applications: has TensorFlow variants
+    torchvision: bool  # ships in torchvision: has PyTorch variants
+    facts_source: str  # source of accuracy and parameters
+    gflops_source: str
+
+    @property
+    def cpu_frameworks(self) -> tuple[str, ...]:
+        return tuple(f for f, ok in (("tensorflow", self.keras), ("pytorch", self.torchvision)) if ok)
+
+
+# fmt: off
+ARCHITECTURES: tuple[Arch, ...] = (
+    # Not in Keras Applications. torchvision AlexNet_Weights.IMAGENET1K_V1: acc@1 56.522, 61.1M params, 0.71 GFLOPS
+    Arch("alexnet", 0.56522, 61.1, 0.71, False, True, TORCHVISION, TORCHVISION),
+    # Keras DenseNet121: 75.0%, 8.1M; torchvision densenet121: 2.83 GFLOPS
+    Arch("densenet121", 0.750, 8.1, 2.83, True, True, KERAS, TORCHVISION),
+    # Keras DenseNet169: 76.2%, 14.3M; torchvision densenet169: 3.36 GFLOPS
+    Arch("densenet169", 0.762, 14.3, 3.36, True, True, KERAS, TORCHVISION),
+    # Keras DenseNet201: 77.3%, 20.2M; torchvision densenet201: 4.29 GFLOPS
+    Arch("densenet201", 0.773, 20.2, 4.29, True, True, KERAS, TORCHVISION),
+    # Keras InceptionResNetV2: 80.3%, 55.9M; timm inception_resnet_v2 card: 13.2 GMACs (299x299)
+    Arch("inception-resnetv2", 0.803, 55.9, 13.2, True, False, KERAS, TIMM_CARD),
+    # Keras InceptionV3: 77.9%, 23.9M; torchvision inception_v3 (299x299): 5.71 GFLOPS
+    Arch("inceptionv3", 0.779, 23.9, 5.71, True, True, KERAS, TORCHVISION),
+    # Keras MobileNet: 70.4%, 4.3M; MobileNets paper (1.0 MobileNet-224): 569M mult-adds
+    Arch("mobilenetv1", 0.704, 4.3, 0.569, True, False, KERAS, MOBILENET_PAPER),
+    # Keras MobileNetV2: 71.3%, 3.5M; torchvision mobilenet_v2: 0.30 GFLOPS
+    Arch("mobilenetv2", 0.713, 3.5, 0.30, True, True, KERAS, TORCHVISION),
+    # Keras NASNetLarge: 82.5%, 88.9M; NASNet paper, NASNet-A (6 @ 4032) at 331x331: 23.8B mult-adds
+    Arch("nasnetlarge", 0.825, 88.9, 23.8, True, False, KERAS, NASNET_PAPER),
+    # Keras NASNetMobile: 74.4%, 5.3M; NASNet paper, NASNet-A (4 @ 1056): 564M mult-adds
+    Arch("nasnetmobile", 0.744, 5.3, 0.564, True, False, KERAS, NASNET_PAPER),
+    # Keras ResNet101: 76.4%, 44.7M; torchvision resnet101: 7.80 GFLOPS
+    Arch("resnet101", 0.764, 44.7, 7.80, True, True, KERAS, TORCHVISION),
+    # Keras ResNet101V2: 77.2%, 44.7M; GFLOPS as ResNet-101 v1
+    Arch("resnet101v2", 0.772, 44.7, 7.80, True, False, KERAS, RESNET_V2_FLOPS),
+    # Keras ResNet152: 76.6%, 60.4M; torchvision resnet152: 11.51 GFLOPS
+    Arch("resnet152", 0.766, 60.4, 11.51, True, True, KERAS, TORCHVISION),
+    # Keras ResNet152V2: 78.0%, 60.4M; GFLOPS as ResNet-152 v1
+    Arch("resnet152v2", 0.780, 60.4, 11.51, True, False, KERAS, RESNET_V2_FLOPS),
+    # Keras ResNet50: 74.9%, 25.6M; torchvision resnet50: 4.09 GFLOPS (the reference, w = 1)
+    Arch("resnet50", 0.749, 25.6, 4.09, True, True, KERAS, TORCHVISION),
+    # Keras ResNet50V2: 76.0%, 25.6M; GFLOPS as ResNet-50 v1
+    Arch("resnet50v2", 0.760, 25.6, 4.09, True, False, KERAS, RESNET_V2_FLOPS),
+    # torchvision resnext101_32x8d IMAGENET1K_V1: acc@1 79.312, 88.8M params, 16.41 GFLOPS
+    Arch("resnext101", 0.79312, 88.8, 16.41, False, True, TORCHVISION, TORCHVISION),
+    # torchvision resnext50_32x4d IMAGENET1K_V1: acc@1 77.618, 25.0M params, 4.23 GFLOPS
+    Arch("resnext50", 0.77618, 25.0, 4.23, False, True, TORCHVISION, TORCHVISION),
+    # Keras VGG16: 71.3%, 138.4M; torchvision vgg16: 15.47 GFLOPS
+    Arch("vgg16", 0.713, 138.4, 15.47, True, True, KERAS, TORCHVISION),
+    # Keras VGG19: 71.3%, 143.7M; torchvision vgg19: 19.63 GFLOPS
+    Arch("vgg19", 0.713, 143.7, 19.63, True, True, KERAS, TORCHVISION),
+    # Keras Xception: 79.0%, 22.9M; EfficientNet paper Table 2: 8.4B FLOPS (multiply-adds, 299x299)
+    Arch("xception", 0.790, 22.9, 8.4, True, False, KERAS, EFFICIENTNET_PAPER),
+)
+# fmt: on
+REFERENCE = next(a for a in ARCHITECTURES if a.name == "resnet50")
+
+# --- calibration: ResNet-50 points from INFaaS's code (/work/shared/reference/policies.md) ---------
+TRT_INTERCEPT_MS = 2.71  # TensorRT fp32 batch-8 engine: fit 2.71 + 1.19 b (measured batch-1: 3.7 ms)
+TRT_SLOPE_MS = 1.19
+TRT_LOAD_MS = 1146.0
+TRT_MEMORY_MB = 92.0
+TRT_REF_BATCH = 8  # the calibrated engine's max batch
+PYTORCH_CPU_B1_MS = 499.0  # PyTorch on 4 cores, batch 1
+PYTORCH_CPU_LOAD_MS = 1524.0
+TF_CPU_B1_MS = 250.0  # TensorFlow on 4 cores, batch 1
+TF_CPU_LOAD_MS = 1589.0
+CPU_REF_CORES = 4
+TF_GPU_B1_MS = 7.1
+TF_GPU_LOAD_MS = 1308.0
+NEURON_B1_MS = 22.0  # one NeuronCore, batch 1
+NEURON_LOAD_MS = 3555.0
+
+# --- model assumptions (see the module docstring) ------------------------------------------------
+ACCEL_INTERCEPT_EXPONENT = 0.5  # accelerator intercepts scale as w ** 0.5
+CPU_SLOPE_FRACTION = 0.9  # share of CPU batch-1 latency that is per input
+FP16_SLOPE_SPEEDUP = 2.0  # V100 tensor cores
+FP16_INTERCEPT_SPEEDUP = 1.25
+ENGINE_BATCH_PENALTY = 0.03  # TensorRT intercept +3% per doubling of max batch over 8
+TF_GPU_SLOPE_FACTOR = 1.5  # TF-GPU's per-input cost relative to a TensorRT fp32 engine
+NEURON_SLOPE_FRACTION = 0.4  # share of the 1-NeuronCore batch-1 latency that is per input
+NEURON_CORE_EXPONENT = 0.6  # n NeuronCores: latency / n ** 0.6
+LOAD_FIXED_FRACTION = 0.5  # of ResNet-50's load time, the part independent of model size
+ACTIVATION_MB = 1.0  # per fp32 input of a ResNet-50-sized model (scaled by w and bytes)
+BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+# Runtime memory beyond weights and activations (MB), by (framework, hardware): assumptions.
+OVERHEAD_MB = {
+    ("tensorflow", "cpu"): 150.0,
+    ("pytorch", "cpu"): 100.0,
+    ("tensorflow", "gpu"): 250.0,
+    ("tensorrt", "gpu"): 0.0,
+    ("neuron", "inferentia"): 20.0,
+}
+# TensorRT weight factor, fitted: the ResNet-50 fp32 batch-8 engine takes INFaaS's 92 MB.
+TRT_WEIGHT_FACTOR = (TRT_MEMORY_MB - ACTIVATION_MB * TRT_REF_BATCH) / (REFERENCE.params_m * BYTES["fp32"])
+LOAD_REF_MS = {
+    ("tensorflow", "cpu"): TF_CPU_LOAD_MS,
+    ("pytorch", "cpu"): PYTORCH_CPU_LOAD_MS,
+    ("tensorflow", "gpu"): TF_GPU_LOAD_MS,
+    ("tensorrt", "gpu"): TRT_LOAD_MS,
+    ("neuron", "inferentia"): NEURON_LOAD_MS,
+}
+# Precision of the calibrated ResNet-50 variant of each runtime (its load time's weight bytes).
+LOAD_REF_PRECISION = {("neuron", "inferentia"): "bf16"}
+
+# --- the variant matrix ---------------------------------------------------------------------------
+CPU_MAX_BATCH = 8
+TF_GPU_MAX_BATCH = 16
+NEURON_MAX_BATCH = 8
+FULL_MATRIX = {"resnet50"}  # INFaaS's profiled model: every combination
+FULL_CPU_CORES = (1, 2, 4, 8)
+FULL_TRT = tuple((p, b) for p in ("fp32", "fp16") for b in (1, 4, 8, 16))
+FULL_NEURON_CORES = (1, 2, 4)
+# Others: the first CPU framework on 2/4/8 cores and the second on 4; two TensorRT engines;
+# TF-GPU where Keras ships the model; 1 and 4 NeuronCores.
+CPU_CORES = (2, 4, 8)
+TRT = (("fp32", 8), ("fp16", 16))
+NEURON_CORES = (1, 4)
+HARDWARE_ORDER = {"cpu": 0, "gpu": 1, "inferentia": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """How one variant is built: runtime, hardware, precision, allocation, max batch."""
+
+    framework: str
+    hardware: str
+    precision: str
+    allocation: float
+    max_batch: int
+
+    def variant_id(self, arch: str) -> str:
+        if self.hardware == "cpu":
+            return f"{arch}-{self.framework}-cpu-{self.allocation:g}c"
+        if self.framework == "tensorrt":
+            return f"{arch}-trt-{self.precision}-b{self.max_batch}"
+        if self.hardware == "gpu":
+            return f"{arch}-{self.framework}-gpu"
+        return f"{arch}-neuron-{self.allocation:g}nc"
+
+
+def specs(arch: Arch) -> list[Spec]:
+    """The variants built for one architecture."""
+    full = arch.name in FULL_MATRIX
+    out: list[Spec] = []
+    for i, fw in enumerate(arch.cpu_frameworks):
+        cores = FULL_CPU_CORES if full else (CPU_CORES if i == 0 else (CPU_REF_CORES,))
+        out += [Spec(fw, "cpu", "fp32", float(c), CPU_MAX_BATCH) for c in cores]
+    out += [Spec("tensorrt", "gpu", p, 1.0, b) for p, b in (FULL_TRT if full else TRT)]
+    if arch.keras:
+        out.append(Spec("tensorflow", "gpu", "fp32", 1.0, TF_GPU_MAX_BATCH))
+    out += [Spec("neuron", "inferentia", "bf16", float(n), NEURON_MAX_BATCH) for n in
+            (FULL_NEURON_CORES if full else NEURON_CORES)]  # fmt: skip
+    return out
+
+
+# --- the performance model ------------------------------------------------------------------------
+def work(arch: Arch) -> float:
+    """Compute relative to ResNet-50 (GFLOPs ratio)."""
+    return arch.gflops / REFERENCE.gflops
+
+
+def latency_model(arch: Arch, spec: Spec) -> tuple[float, float]:
+    """(intercept_ms, slope_ms) of latency(b) = intercept + slope * b."""
+    w = work(arch)
+    wi = w**ACCEL_INTERCEPT_EXPONENT
+    if spec.hardware == "cpu":
+        b1 = (TF_CPU_B1_MS if spec.framework == "tensorflow" else PYTORCH_CPU_B1_MS) * w
+        b1 *= cpu_latency_factor(CPU_REF_CORES, spec.allocation)
+        return (1 - CPU_SLOPE_FRACTION) * b1, CPU_SLOPE_FRACTION * b1
+    if spec.framework == "tensorrt":
+        intercept = TRT_INTERCEPT_MS * wi * (1 + ENGINE_BATCH_PENALTY * math.log2(spec.max_batch / TRT_REF_BATCH))
+        slope = TRT_SLOPE_MS * w
+        if spec.precision == "fp16":
+            intercept, slope = intercept / FP16_INTERCEPT_SPEEDUP, slope / FP16_SLOPE_SPEEDUP
+        return intercept, slope
+    if spec.hardware == "gpu":  # TensorFlow on the GPU
+        slope_ref = TRT_SLOPE_MS * TF_GPU_SLOPE_FACTOR
+        return (TF_GPU_B1_MS - slope_ref) * wi, slope_ref * w
+    speedup = spec.allocation**NEURON_CORE_EXPONENT
+    return (
+        NEURON_B1_MS * (1 - NEURON_SLOPE_FRACTION) * wi / speedup,
+        NEURON_B1_MS * NEURON_SLOPE_FRACTION * w / speedup,
+    )
+
+
+def weight_mb(arch: Arch, precision: str) -> float:
+    return arch.params_m * BYTES[precision]
+
+
+def load_latency_ms(arch: Arch, spec: Spec) -> float:
+    key = (spec.framework, spec.hardware)
+    ref_bytes = weight_mb(REFERENCE, LOAD_REF_PRECISION.get(key, "fp32"))
+    scale = LOAD_FIXED_FRACTION + (1 - LOAD_FIXED_FRACTION) * weight_mb(arch, spec.precision) / ref_bytes
+    return LOAD_REF_MS[key] * scale
+
+
+def memory_mb(arch: Arch, spec: Spec) -> float:
+    factor = TRT_WEIGHT_FACTOR if spec.framework == "tensorrt" else 1.0
+    bytes_ratio = BYTES[spec.precision] / BYTES["fp32"]
+    activations = ACTIVATION_MB * work(arch) * bytes_ratio * spec.max_batch
+    return factor * weight_mb(arch, spec.precision) + activations + OVERHEAD_MB[(spec.framework, spec.hardware)]
+
+
+def is_calibration_point(arch: Arch, spec: Spec) -> bool:
+    if arch is not REFERENCE:
+        return False
+    if spec.hardware == "cpu":
+        return spec.allocation == CPU_REF_CORES
+    if spec.framework == "tensorrt":
+        return spec.precision == "fp32" and spec.max_batch == TRT_REF_BATCH
+    return spec.hardware == "gpu" or spec.allocation == 1
+
+
+# --- output ---------------------------------------------------------------------------------------
+def _sig(x: float, digits: int = 4) -> str:
+    """``x`` rounded to ``digits`` significant digits, written without an exponent."""
+    return f"{float(f'{x:.{digits}g}'):g}"
+
+
+def rows() -> list[dict[str, str]]:
+    """Every catalog row as CSV cells, sorted by architecture then hardware."""
+    out: list[tuple[tuple[str, int, str, str, float, int], dict[str, str]]] = []
+    for arch in ARCHITECTURES:
+        for spec in specs(arch):
+            intercept, slope = latency_model(arch, spec)
+            perf = INFAAS if is_calibration_point(arch, spec) else DERIVED
+            row = {
+                "variant_id": spec.variant_id(arch.name),
+                "architecture": arch.name,
+                "task": TASK,
+                "dataset": DATASET,
+                "framework": spec.framework,
+                "hardware": spec.hardware,
+                "precision": spec.precision,
+                "allocation": f"{spec.allocation:g}",
+                "max_batch": str(spec.max_batch),
+                "accuracy": f"{arch.accuracy:g}",
+                "load_latency_ms": _sig(load_latency_ms(arch, spec)),
+                "memory_mb": _sig(memory_mb(arch, spec)),
+                "latency_intercept_ms": _sig(intercept),
+                "latency_slope_ms": _sig(slope),
+                "profile": "",
+                "gflops": f"{arch.gflops:g}",
+                "source": (
+                    f"accuracy+params: {arch.facts_source}; GFLOPs: {arch.gflops_source}; latency+load+memory: {perf}"
+                ),
+            }
+            key = (arch.name, HARDWARE_ORDER[spec.hardware], spec.framework, spec.precision, spec.allocation,
+                   spec.max_batch)  # fmt: skip
+            out.append((key, row))
+    out.sort(key=lambda kr: kr[0])
+    return [r for _, r in out]
+
+
+def render() -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows())
+    return buf.getvalue()
+
+
+def write(path: Path = OUTPUT) -> int:
+    text = render()
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return text.count("\n") - 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the default INFaaS-style ImageNet catalog.")
+    parser.add_argument("--out", type=Path, default=OUTPUT, help=f"output CSV (default: {OUTPUT})")
+    args = parser.parse_args(argv)
+    n = write(args.out)
+    print(f"wrote {n} variants to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
