@@ -1,0 +1,385 @@
+"""What the baseline policies (``clipper+``, ``sagemaker+``, ``hpa``, ``vpa``) share.
+
+Each baseline serves every application with one variant chosen offline and never switches
+it; they differ only in how they scale it. Shared here:
+
+- :class:`Deployment`: one variant with the applications it serves (applications that pick
+  the same variant share its replicas, as one endpoint / one Kubernetes Deployment);
+- :class:`BaselinePolicy`: the offline choice (a named variant, or the cheapest meeting the
+  application's SLO and accuracy at its mean or peak rate, :func:`infaas_sim.sizing.
+  cheapest_variant`), the pre-provisioned replicas, and the per-query routing
+  (join-shortest-queue on the estimated wait, :meth:`InstanceView.backlog_s`);
+- :class:`Room` and :func:`reconcile`: bring a deployment to a replica count the way a
+  replica controller does, placing each new replica where it adds capacity and starting a
+  worker (VM) when none has room; scale-in removes replicas that are still loading first,
+  then those on the emptiest workers;
+- :class:`Counters`: per-instance deltas of the view's cumulative counters (busy time,
+  batches, inputs), which is how these policies observe utilisation and batch latency;
+- :func:`release_idle_workers`: give back workers left empty (the cluster never releases a
+  worker by itself).
+
+GPU replicas and placement. The cluster time-shares a GPU worker's devices between its
+instances and places a load by memory only, so a second replica of a GPU variant placed on
+the same one-GPU worker adds no throughput. A replica here therefore takes one device: it
+goes to a worker with a device free, and where none has one the policy asks for a worker
+(``AddWorker``) and loads onto it on the next tick, when the new worker is visible (the
+view has no "load onto a new worker" action and ``AddWorker`` does not return the worker's
+id). Before traffic, workers are instant and ready, and the cluster's placement puts a load
+on the worker with the most free memory, which is the one just added.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from infaas_sim.catalog import Candidates
+from infaas_sim.errors import ConfigError
+from infaas_sim.hardware import HardwareKind
+from infaas_sim.policy import (
+    Action,
+    AddWorker,
+    Decision,
+    Load,
+    Policy,
+    Reject,
+    RemoveWorker,
+    Serve,
+    Unload,
+    WorkloadHint,
+)
+from infaas_sim.query import Application, Query
+from infaas_sim.sizing import cheapest_variant, replicas_needed, serving_batch
+from infaas_sim.variant import Variant
+from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState
+
+SIZINGS = ("mean", "peak")
+
+
+@dataclass
+class Deployment:
+    """One variant and the applications it serves."""
+
+    vi: int
+    variant: Variant
+    apps: list[Application] = field(default_factory=list)
+    slo_ms: float | None = None  # the tightest SLO among its applications
+    batch: int = 1  # the largest query batch among its applications
+    qps: float = 0.0  # queries per second from the hints (mean or peak)
+    input_qps: float = 0.0  # inputs per second from the hints
+    replicas: int = 1  # sized for ``input_qps`` at the policy's target utilisation
+
+    @property
+    def variant_id(self) -> str:
+        return self.variant.variant_id
+
+    @property
+    def serving_batch(self) -> int:
+        """The largest batch whose latency fits half the SLO (the batcher limit of a replica)."""
+        return serving_batch(self.variant, self.slo_ms)
+
+    def arrival_rate(self, view: ClusterView, window_s: float) -> float:
+        """Queries per second its applications sent over the last ``window_s`` (rejected ones too)."""
+        return sum(view.app_rate(a.index, window_s) for a in self.apps)
+
+    def input_rate(self, view: ClusterView, window_s: float) -> float:
+        return sum(view.app_rate(a.index, window_s) * a.batch for a in self.apps)
+
+
+class BaselinePolicy(Policy):
+    """A fixed variant per application, pre-provisioned, routed join-shortest-queue.
+    Subclasses add their scaling in ``autoscale``."""
+
+    tick_s: float | None = 1.0
+
+    def __init__(self, variants: Mapping[str, str] | None, sizing: str, target_util: float) -> None:
+        if variants is not None and not isinstance(variants, Mapping):
+            raise self.error(f"variants must map application names to variant ids, got {variants!r}")
+        if sizing not in SIZINGS:
+            raise self.error(f"sizing must be 'mean' or 'peak', got {sizing!r}")
+        self.check_number("target_util", target_util, 0, 1, low_open=True)
+        self.variants = {str(k): str(v) for k, v in (variants or {}).items()}
+        self.sizing = sizing
+        self.target_util = float(target_util)
+        self.deployments: dict[int, Deployment] = {}  # variant index -> deployment
+        self.app_vi: dict[int, int] = {}  # application index -> variant index
+
+    # --- validation --------------------------------------------------------------------
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"policy {self.name}: {message}")
+
+    def check_number(self, name: str, value: object, low: float, high: float = math.inf,
+                     low_open: bool = False, integer: bool = False) -> None:  # fmt: skip
+        """``value`` must be a number (an integer if ``integer``) in [low, high], or (low, high]
+        if ``low_open``."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+            raise self.error(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+        if not ((value > low if low_open else value >= low) and value <= high):
+            if high == math.inf:
+                bound = f"> {low:g}" if low_open else f">= {low:g}"
+            else:
+                bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            raise self.error(f"{name} must be {bound}, got {value!r}")
+
+    # --- setup -------------------------------------------------------------------------
+    def plan(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> None:
+        """Choose each application's variant offline and group applications by variant."""
+        catalog = view.catalog
+        unknown = set(self.variants) - {a.name for a in apps}
+        if unknown:
+            raise self.error(f"variants given for unknown application(s) {sorted(unknown)}")
+        self.deployments = {}
+        self.app_vi = {}
+        for app in apps:
+            req = app.requirement
+            cands = catalog.candidates(req, app.batch).indices
+            hint = hints.get(app.name, WorkloadHint(0.0, 0.0))
+            qps = hint.mean_qps if self.sizing == "mean" else hint.peak_qps
+            named = self.variants.get(app.name, "auto")
+            if named == "auto":
+                kinds = {catalog.variants[i].hardware for i in cands} & set(_configured_kinds(view))
+                by_kind = {k: view.instance_type_for(k).name for k in kinds}
+                try:
+                    vi, _ = cheapest_variant(
+                        catalog, cands, qps * app.batch, req.slo_ms, view.instance_types, by_kind, self.target_util
+                    )
+                except ValueError as exc:  # no candidate runs on a configured worker type
+                    raise self.error(f"application {app.name!r}: {exc}") from None
+            else:
+                vi = catalog.index_of.get(named, -1)
+                if vi not in cands:
+                    raise self.error(f"variant {named!r} does not meet application {app.name!r}")
+            dep = self.deployments.get(vi)
+            if dep is None:
+                dep = self.deployments[vi] = Deployment(vi, catalog.variants[vi], slo_ms=req.slo_ms, batch=app.batch)
+            dep.apps.append(app)
+            if req.slo_ms is not None and (dep.slo_ms is None or req.slo_ms < dep.slo_ms):
+                dep.slo_ms = req.slo_ms
+            dep.batch = max(dep.batch, app.batch)
+            dep.qps += qps
+            dep.input_qps += qps * app.batch
+            self.app_vi[app.index] = vi
+        for dep in self.deployments.values():
+            dep.replicas = replicas_needed(dep.variant, dep.input_qps, dep.slo_ms, self.target_util)
+
+    def provision(self, view: ClusterView, dep: Deployment, n: int, cores: float | None = None,
+                  max_batch: int | None = None) -> list[Action]:  # fmt: skip
+        """Setup actions for ``n`` replicas of ``dep`` (workers are instant before traffic).
+        GPU replicas get one device each: a worker is added whenever the last one's devices
+        are taken, and the cluster places the load on the emptiest worker, the new one."""
+        v = dep.variant
+        actions: list[Action] = []
+        per_worker = view.instance_type_for(v.hardware).accelerators if v.hardware is HardwareKind.GPU else 0
+        for j in range(n):
+            if per_worker and j % per_worker == 0:
+                actions.append(AddWorker(view.instance_type_for(v.hardware).name))
+            actions.append(Load(v.variant_id, cores=cores, max_batch=max_batch))
+        return actions
+
+    # --- per query ---------------------------------------------------------------------
+    def route(self, query: Query, candidates: Candidates, view: ClusterView) -> Decision:
+        vi = self.app_vi.get(query.app.index)
+        if vi is None:
+            return Reject(f"policy {self.name} has no variant for application {query.app.name}")
+        # Join-shortest-queue on the estimated wait (loading, the running batch, the queue),
+        # which also orders replicas of different sizes (VPA) and ones still loading.
+        now = view.now
+        best: InstanceView | None = None
+        best_wait = math.inf
+        for inst in view.instances_of(vi):
+            if inst.queued_inputs == 0 and inst.busy_until <= now and inst.state is InstanceState.READY:
+                best = inst
+                break
+            wait = inst.backlog_s(now)
+            if wait < best_wait:
+                best, best_wait = inst, wait
+        if best is None:
+            return Reject(f"no replica of {view.catalog.variants[vi].variant_id} is running")
+        return Serve(best)
+
+
+def _configured_kinds(view: ClusterView) -> list[HardwareKind]:
+    kinds = []
+    for k in HardwareKind:
+        try:
+            view.instance_type_for(k)
+        except KeyError:
+            continue
+        kinds.append(k)
+    return kinds
+
+
+# --- placement and replica counts ---------------------------------------------------------
+class Room:
+    """One tick's placement bookkeeping: GPU devices and memory that this tick's loads take,
+    workers asked for, and the hardware kinds this tick adds to (whose idle workers stay)."""
+
+    def __init__(self, view: ClusterView) -> None:
+        self.view = view
+        self.taken: dict[int, list[float]] = {}  # wid -> [devices, memory MB] taken this tick
+        self.units: dict[int, float] = {}  # wid -> cores taken (+) or freed (-) this tick
+        self.coming: dict[HardwareKind, int] = {}  # devices on workers asked for this tick
+        self.growing: set[HardwareKind] = set()
+
+    def gpu_worker(self, v: Variant) -> int | None:
+        """A ready (else starting) GPU worker with a device and memory free for ``v``."""
+        best: tuple[int, int, int] | None = None
+        for w in self.view.workers(HardwareKind.GPU):
+            if w.state not in (WorkerState.READY, WorkerState.STARTING):
+                continue
+            t = self.taken.get(w.wid, [0.0, 0.0])
+            devices = w.itype.accelerators - len(w.instance_views()) - int(t[0])
+            if devices <= 0 or w.free_memory_mb() - t[1] + 1e-9 < v.memory_mb:
+                continue
+            key = (0 if w.state is WorkerState.READY else 1, -devices, w.wid)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return None
+        t = self.taken.setdefault(best[2], [0.0, 0.0])
+        t[0] += 1
+        t[1] += v.memory_mb
+        return best[2]
+
+    def free_cores(self, wid: int) -> float:
+        return self.view.worker(wid).free_units() - self.units.get(wid, 0.0)
+
+    def take_cores(self, wid: int, cores: float) -> None:
+        self.units[wid] = self.units.get(wid, 0.0) + cores
+
+
+def add_replicas(view: ClusterView, room: Room, dep: Deployment, k: int, cores: float | None = None,
+                 max_batch: int | None = None) -> list[Action]:  # fmt: skip
+    """Actions adding ``k`` replicas of ``dep``. CPU and Inferentia replicas hold cores /
+    NeuronCores, which the cluster's placement counts: it places them, starting a worker if
+    none has room. A GPU replica takes a free device; without one, a worker is asked for and
+    the replica is loaded there on a later tick."""
+    if k <= 0:
+        return []
+    v = dep.variant
+    room.growing.add(v.hardware)
+    if v.hardware is not HardwareKind.GPU:
+        return [Load(v.variant_id, cores=cores, max_batch=max_batch, allow_new_worker=True)] * k
+    actions: list[Action] = []
+    itype = view.instance_type_for(HardwareKind.GPU)
+    for _ in range(k):
+        wid = room.gpu_worker(v)
+        if wid is not None:
+            actions.append(Load(v.variant_id, wid, cores=cores, max_batch=max_batch, allow_new_worker=False))
+        elif room.coming.get(HardwareKind.GPU, 0) > 0:
+            room.coming[HardwareKind.GPU] -= 1
+        else:
+            actions.append(AddWorker(itype.name))
+            room.coming[HardwareKind.GPU] = itype.accelerators - 1
+    return actions
+
+
+def pick_victims(view: ClusterView, instances: Iterable[InstanceView], k: int) -> list[InstanceView]:
+    """The ``k`` replicas to remove: still loading first (the newest), then those on the
+    workers with the fewest instances (so that workers empty and can be released), then the
+    shortest queue."""
+    pool = list(instances)
+    counts: dict[int, int] = {}
+    for inst in pool:
+        if inst.worker_id not in counts:
+            counts[inst.worker_id] = len(view.worker(inst.worker_id).instance_views())
+    now = view.now
+    chosen: list[InstanceView] = []
+    for _ in range(min(k, len(pool))):
+        best = min(
+            pool,
+            key=lambda i: (i.state is InstanceState.READY, counts[i.worker_id], i.backlog_s(now), -i.iid),
+        )
+        pool.remove(best)
+        counts[best.worker_id] -= 1
+        chosen.append(best)
+    return chosen
+
+
+def reconcile(view: ClusterView, room: Room, dep: Deployment, desired: int, cores: float | None = None,
+              max_batch: int | None = None) -> list[Action]:  # fmt: skip
+    """Actions bringing ``dep`` to ``desired`` replicas (a replica controller's loop: it also
+    replaces replicas lost to a crashed worker)."""
+    insts = view.instances_of(dep.vi)
+    n = len(insts)
+    if n < desired:
+        return add_replicas(view, room, dep, desired - n, cores, max_batch)
+    if n > desired:
+        return [Unload(i.iid) for i in pick_victims(view, insts, n - desired)]
+    return []
+
+
+def release_idle_workers(view: ClusterView, room: Room, empty_since: dict[int, float], idle_s: float) -> list[Action]:
+    """Release workers that have held no instance for ``idle_s`` seconds, except of a kind
+    this tick adds replicas to (a load may be on its way there). The cluster keeps its
+    minimum per kind."""
+    now = view.now
+    actions: list[Action] = []
+    seen: set[int] = set()
+    for w in view.workers():
+        if w.state not in (WorkerState.READY, WorkerState.STARTING):
+            continue
+        if w.instance_views() or w.wid in room.taken:
+            continue
+        seen.add(w.wid)
+        since = empty_since.setdefault(w.wid, now)
+        if now - since >= idle_s and w.kind not in room.growing:
+            actions.append(RemoveWorker(w.wid))
+    for wid in list(empty_since):
+        if wid not in seen:
+            del empty_since[wid]
+    return actions
+
+
+# --- observation --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one instance did between two looks: elapsed, busy seconds, batches, inputs."""
+
+    elapsed_s: float
+    busy_s: float
+    batches: int
+    inputs: int
+    since: float  # when the previous look was
+
+    @property
+    def utilisation(self) -> float:
+        return min(1.0, self.busy_s / self.elapsed_s) if self.elapsed_s > 0 else 0.0
+
+    @property
+    def batch_latency_ms(self) -> float:
+        """Mean execution latency of the batches completed in the interval."""
+        return 1000.0 * self.busy_s / self.batches if self.batches else 0.0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.inputs / self.batches if self.batches else 0.0
+
+
+class Counters:
+    """Per-instance deltas of the view's cumulative counters (``busy_time``,
+    ``batches_done``, ``inputs_done``). A batch counts in the interval it completes in."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[float, float, int, int]] = {}
+
+    def delta(self, inst: InstanceView, now: float) -> Delta | None:
+        """Since the previous call for this instance (None on the first)."""
+        cur = (now, inst.busy_time, inst.batches_done, inst.inputs_done)
+        prev = self._last.get(inst.iid)
+        self._last[inst.iid] = cur
+        if prev is None:
+            return None
+        return Delta(now - prev[0], cur[1] - prev[1], cur[2] - prev[2], cur[3] - prev[3], prev[0])
+
+    def watch(self, inst: InstanceView, now: float) -> None:
+        """Start counting for an instance not seen before (so that its first delta covers a
+        whole interval rather than waiting for a second look)."""
+        if inst.iid not in self._last:
+            self._last[inst.iid] = (now, inst.busy_time, inst.batches_done, inst.inputs_done)
+
+    def prune(self, live: Iterable[int]) -> None:
+        keep = set(live)
+        for iid in [i for i in self._last if i not in keep]:
+            del self._last[iid]

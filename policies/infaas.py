@@ -1,0 +1,937 @@
+"""``infaas``: INFaaS (Romero et al., USENIX ATC'21) as a policy of the simulator.
+
+Per query (``route``), model-level autoscaling every tick (1 s) and VM-level autoscaling every
+``vm_period_s`` (2 s), reading only the :class:`~infaas_sim.view.ClusterView`.
+
+What follows the paper
+  - Model-less selection: the controller hands over the variants meeting the query's level
+    (pinned variant / architecture / task + accuracy), its batch and its SLO; the policy picks
+    the variant, the hardware and the worker.
+  - Loaded variants first, scored by estimated latency = profiled latency at the query's
+    batch + the expected queueing on their least-loaded instance (a query that must wait is
+    counted in a full batch: later arrivals fill its batch while it waits, and the released
+    code estimates batched variants at their full batch too); the tightest fit (least
+    slack) wins, which favours cheaper hardware. A variant that is not loaded is scored
+    load latency + inference latency and chosen only when no loaded one fits.
+  - Model-level autoscaling per running variant: demand (recent input rate) against capacity
+    (replicas x saturation throughput); replicate, or upgrade to a faster variant of the same
+    architecture; scale down by one replica after a hold-down; downgrade accelerated variants
+    serving a loose SLO at a small share of their capacity to a cheaper CPU variant.
+  - VM-level autoscaling: a worker of a kind is added when all its workers are busy or the
+    model autoscaler found no room; workers are released after sustained quiet.
+
+What follows the released code (../shared/reference/policies.md, src/master/queryfe_server.cc)
+  - Loose SLOs (> 100 ms) look at CPU variants first, loaded or not.
+  - Among variants that are not running, the least load + inference latency (the waiting
+    query pays it); this is also what is loaded for an application that has nothing.
+  - Overload mark ("blacklist") kept 2 s; overloaded variants are used only if nothing else
+    fits. Here a variant is overloaded when the queue on its least-loaded instance is beyond
+    what it drains within the SLO (the wait alone exceeds the SLO), which is the code's
+    "outstanding requests > h_q x replicas x 1000 / latency" test with the SLO as budget.
+    A variant that merely cannot fit one query (its wait plus the query's latency exceed
+    the SLO) is skipped for that query, not marked. The mark holds for queries with the
+    SLO that found it or a tighter one (the code's mark has no SLO; one tight application
+    must not push a loose one off a variant whose queue is short for it).
+  - Scale-up by ceil(deficit / per-replica throughput); upgrade instead when the new
+    replicas' total load time exceeds 1.5x the upgrade's, or replica / memory limits force
+    it: the code's autoscaler runs on each worker, with at most 2 CPU, 1 GPU and 2
+    Inferentia replicas of a variant per worker (``*_replicas_per_worker``), and upgrades
+    when the worker cannot take the deficit; here, when the live workers cannot. With no
+    faster variant it replicates, and the VM autoscaler adds workers for the rest.
+  - Scale down one replica when one fewer suffices, after 10 (CPU), 20 (GPU) or 15
+    (Inferentia) consecutive checks, the code's delays (``*scale_down_holddown``).
+  - Downgrade a GPU variant serving an SLO > 10x its latency at < 3% of its capacity
+    (Inferentia: 5x, 20%) to a CPU variant, loading the target before unloading the source.
+  - VM autoscaler every 2 s: 80% (CPU, GPU) / 70% (Inferentia) utilisation thresholds, 15
+    quiet checks before a removal, never below the minimum, 30 s back-off after an action.
+  - Reject "no model can satisfy this request" naming the variant that came closest.
+
+Deviations, each with its reason
+  - Capacity is the saturation throughput at the batch whose latency fits half the SLO (the
+    code uses the average batch seen); the simulator's batcher builds batches up to the
+    instance's limit, so the SLO-bounded batch is what a replica sustains within its SLO.
+    Loads issued by the autoscaler set the instance's batch limit to that batch; loads the
+    route asked for get it on the next tick (``LoadThenServe`` carries no batch limit).
+  - Demand also counts the inputs the policy rejected because the variant was overloaded
+    (routed rate alone hides the load that a saturated variant turns away).
+  - Upgrade target: the cheapest faster variant of the same architecture that every
+    application using the source can use (the code takes the "next faster" one).
+    Downgrade target: the cheapest CPU variant of the same architecture, or of any
+    architecture the applications accept when the architecture has none.
+  - An upgrade or downgrade is a transition: the target is loaded, and the source's replicas
+    are unloaded once all the target's are ready (make-before-break in both directions).
+    While an upgrade waits for a new worker, the source still replicates into existing room
+    (``stopgap``), so that a burst is not left unserved for the worker's start-up.
+  - Placement of autoscaler loads counts one GPU device per replica (a replica needing a
+    GPU's throughput holds it); the cluster itself time-shares GPUs by memory only.
+  - The model autoscaler checks room itself and tells the VM autoscaler which hardware kind
+    lacks it: the core resets ``view.unplaced()`` right after applying the tick's actions, so
+    it never reports the model autoscaler's own failures, and it does not say which kind.
+    It is still read, for the loads the route asked for between ticks.
+  - The VM autoscaler's back-off is per hardware kind, and a worker is released only when no
+    instance on it is the last copy of a variant used within ``idle_s`` (else releasing it
+    would only trade VM cost for reloads).
+  - Cold start: ``preload`` loads, before traffic, the variant each application's first query
+    would pick (INFaaS's evaluation warms models up). When a query finds nothing loaded and
+    no load fits its SLO, it is rejected and the variant it would have used is loaded on the
+    next tick, so the application is not starved.
+  - Accuracy binning of the task-level search is not reproduced: the catalog's candidates are
+    filtered by the exact minimum accuracy.
+
+Option (off by default; not INFaaS): ``price_aware`` starts, for an application with nothing
+running, the variant whose replicas for its recent rate cost least per hour, and upgrades
+only when the upgrade costs less per hour than the replicas (or the worker limit leaves no
+room for them); it places replicas by memory and cores alone (no per-worker replica cap).
+INFaaS's own selection is latency-first and price-blind; the option measures what that costs
+(benchmarks/bench_infaas.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from infaas_sim.catalog import Candidates, Catalog
+from infaas_sim.errors import ConfigError
+from infaas_sim.hardware import HardwareKind
+from infaas_sim.policy import (
+    Action,
+    AddWorker,
+    Decision,
+    Load,
+    LoadThenServe,
+    Policy,
+    Reject,
+    RemoveWorker,
+    Serve,
+    SetBatch,
+    Unload,
+    WorkloadHint,
+    register_policy,
+)
+from infaas_sim.query import Application, Query, Requirement
+from infaas_sim.sizing import replica_cost_per_hour
+from infaas_sim.variant import Variant
+from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState, WorkerView
+from policies.infaas_common import (
+    Option,
+    cheapest_option,
+    cold_key,
+    downgrade_due,
+    plan_scale_up,
+    price_key,
+    replica_units,
+    replicas_for,
+    saturation_throughput,
+    serving_batch,
+    worker_memory_mb,
+)
+
+_READY = InstanceState.READY
+_INF = math.inf
+
+
+class _Cands:
+    """What route needs about one memoised candidate set (one requirement at one batch)."""
+
+    __slots__ = ("by_floor", "cpu", "floor", "lat", "loose", "obj", "order", "req", "running", "slo", "version")
+
+    def __init__(self, obj: Candidates, req: Requirement, batch: int, catalog: Catalog, loose_ms: float) -> None:
+        self.obj = obj
+        self.req = req
+        self.order = obj.indices
+        self.slo = _INF if req.slo_ms is None else float(req.slo_ms)
+        self.loose = self.slo > loose_ms
+        self.lat = [catalog.variants[vi].latency_by_batch[batch] for vi in self.order]
+        self.cpu = [catalog.variants[vi].hardware is HardwareKind.CPU for vi in self.order]
+        # load + inference latency: the least a query pays to have a variant loaded for it
+        self.floor = [catalog.variants[vi].load_latency_ms + x for vi, x in zip(self.order, self.lat, strict=True)]
+        self.by_floor = sorted(range(len(self.order)), key=self.floor.__getitem__)
+        self.running: list[tuple[int, float, bool]] = []
+        self.version = -1
+
+
+@dataclass
+class _Transition:
+    """Replace ``src`` by ``replicas`` of ``dst``; unload ``src`` once they are all ready."""
+
+    src: int
+    dst: int
+    kind: str  # "upgrade" or "downgrade"
+    replicas: int
+    started: float
+
+
+class _Room:
+    """Tentative placement within one tick: what the tick's own loads and unloads change.
+
+    Strict rule: memory, plus cores (CPU) / NeuronCores (Inferentia) / one device per replica
+    (GPU), and at most ``caps[kind]`` replicas of one variant per worker. Workers that are
+    starting count: a load placed there starts when they are up."""
+
+    def __init__(self, view: ClusterView, caps: Mapping[HardwareKind, int] | None = None) -> None:
+        self.view = view
+        self.caps = dict(caps or {})
+        self.delta: dict[int, list[float]] = {}  # wid -> [memory, units] taken this tick
+        self.added: dict[tuple[int, int], int] = {}  # (wid, variant) -> replicas placed this tick
+        self._workers: dict[HardwareKind, list[WorkerView]] = {}
+
+    def workers(self, kind: HardwareKind) -> list[WorkerView]:
+        ws = self._workers.get(kind)
+        if ws is None:
+            ws = [w for w in self.view.workers(kind) if w.state in (WorkerState.READY, WorkerState.STARTING)]
+            self._workers[kind] = ws
+        return ws
+
+    def free(self, w: WorkerView) -> tuple[float, float]:
+        d = self.delta.get(w.wid, (0.0, 0.0))
+        gpu = w.kind is HardwareKind.GPU
+        units = float(w.itype.accelerators - len(w.instance_views())) if gpu else w.free_units()
+        return w.free_memory_mb() - d[0], units - d[1]
+
+    def copies(self, w: WorkerView, vi: int) -> int:
+        here = sum(1 for i in w.instance_views() if i.vi == vi and i.state in (_READY, InstanceState.LOADING))
+        return here + self.added.get((w.wid, vi), 0)
+
+    def take(self, wid: int, memory: float, units: float) -> None:
+        d = self.delta.setdefault(wid, [0.0, 0.0])
+        d[0] += memory
+        d[1] += units
+
+    def fits(self, w: WorkerView, v: Variant, vi: int) -> int:
+        """How many more replicas of ``v`` fit on ``w``."""
+        mem, units = self.free(w)
+        if mem < 0 or units < 0:
+            return 0
+        n = int(min(mem / v.memory_mb, units / replica_units(v)) + 1e-9)
+        return max(0, min(n, self.caps.get(v.hardware, n) - self.copies(w, vi)))
+
+    def place(self, v: Variant, vi: int) -> int | None:
+        """Reserve room for one replica of ``v``: the worker with the most headroom (ready
+        before starting), or None."""
+        best: WorkerView | None = None
+        best_key: tuple[int, float, float] = (2, 0.0, 0.0)
+        for w in self.workers(v.hardware):
+            if self.fits(w, v, vi) >= 1:
+                mem, units = self.free(w)
+                key = (0 if w.state is WorkerState.READY else 1, -units, -mem)
+                if best is None or key < best_key:
+                    best, best_key = w, key
+        if best is None:
+            return None
+        self.take(best.wid, v.memory_mb, replica_units(v))
+        self.added[(best.wid, vi)] = self.added.get((best.wid, vi), 0) + 1
+        return best.wid
+
+    def count(self, v: Variant, vi: int, limit: int, new_workers: bool = False) -> int:
+        """How many more replicas of ``v`` the live workers can take (up to ``limit``): what
+        INFaaS's worker-local autoscaler checks before it replicates; with ``new_workers``,
+        also on the workers the kind may still add."""
+        n = 0
+        for w in self.workers(v.hardware):
+            n += self.fits(w, v, vi)
+            if n >= limit:
+                return limit
+        if new_workers:
+            itype = self.view.instance_type_for(v.hardware)
+            per = int(min(worker_memory_mb(itype) / v.memory_mb, itype.capacity_units / replica_units(v)) + 1e-9)
+            per = min(per, self.caps.get(v.hardware, per))
+            n += per * max(0, self.view.max_workers(v.hardware) - len(self.view.workers(v.hardware)))
+        return min(n, limit)
+
+
+@register_policy("infaas")
+class InfaasPolicy(Policy):
+    """INFaaS: per-query variant selection, model-level and VM-level autoscaling."""
+
+    def __init__(
+        self,
+        tick_s: float = 1.0,
+        vm_period_s: float = 2.0,
+        rate_window_s: float = 2.0,
+        slack: float = 1.05,
+        loose_slo_ms: float = 100.0,
+        blacklist_s: float = 2.0,
+        upgrade_load_ratio: float = 1.5,
+        max_replicas: int = 32,
+        cpu_replicas_per_worker: int = 2,
+        gpu_replicas_per_worker: int = 1,
+        inf_replicas_per_worker: int = 2,
+        scale_down_holddown: int = 10,
+        gpu_scale_down_holddown: int = 20,
+        inf_scale_down_holddown: int = 15,
+        downgrade_holddown: int = 10,
+        gpu_downgrade_slo_factor: float = 10.0,
+        gpu_downgrade_load_share: float = 0.03,
+        inf_downgrade_slo_factor: float = 5.0,
+        inf_downgrade_load_share: float = 0.20,
+        cpu_high_util: float = 0.8,
+        gpu_high_util: float = 0.8,
+        inf_high_util: float = 0.7,
+        vm_low_util: float = 0.10,
+        vm_quiet_checks: int = 15,
+        vm_backoff_s: float = 30.0,
+        evict_idle_s: float = 10.0,
+        idle_s: float = 60.0,
+        transition_timeout_s: float = 300.0,
+        stopgap: bool = True,
+        preload: bool = True,
+        price_aware: bool = False,
+    ) -> None:
+        name = type(self).name or "infaas"
+        for key, val in (("tick_s", tick_s), ("vm_period_s", vm_period_s), ("rate_window_s", rate_window_s),
+                         ("blacklist_s", blacklist_s), ("upgrade_load_ratio", upgrade_load_ratio),
+                         ("transition_timeout_s", transition_timeout_s)):  # fmt: skip
+            if not val > 0:
+                raise ConfigError(f"policy {name}: {key} must be > 0, got {val}")
+        if slack < 1:
+            raise ConfigError(f"policy {name}: slack must be >= 1, got {slack}")
+        for key, ival in (("max_replicas", max_replicas), ("scale_down_holddown", scale_down_holddown),
+                          ("gpu_scale_down_holddown", gpu_scale_down_holddown),
+                          ("inf_scale_down_holddown", inf_scale_down_holddown),
+                          ("cpu_replicas_per_worker", cpu_replicas_per_worker),
+                          ("gpu_replicas_per_worker", gpu_replicas_per_worker),
+                          ("inf_replicas_per_worker", inf_replicas_per_worker),
+                          ("downgrade_holddown", downgrade_holddown),
+                          ("vm_quiet_checks", vm_quiet_checks)):  # fmt: skip
+            if ival < 1:
+                raise ConfigError(f"policy {name}: {key} must be >= 1, got {ival}")
+        for key, share in (("gpu_downgrade_load_share", gpu_downgrade_load_share),
+                           ("inf_downgrade_load_share", inf_downgrade_load_share), ("cpu_high_util", cpu_high_util),
+                           ("gpu_high_util", gpu_high_util), ("inf_high_util", inf_high_util),
+                           ("vm_low_util", vm_low_util)):  # fmt: skip
+            if not 0 <= share <= 1:
+                raise ConfigError(f"policy {name}: {key} must be in [0, 1], got {share}")
+        if min(loose_slo_ms, gpu_downgrade_slo_factor, inf_downgrade_slo_factor, vm_backoff_s, evict_idle_s,
+               idle_s) < 0:  # fmt: skip
+            raise ConfigError(f"policy {name}: thresholds and periods must be >= 0")
+        self.tick_s = self._period = float(tick_s)
+        self.vm_period_s = float(vm_period_s)
+        self.rate_window_s = float(rate_window_s)
+        self.slack = float(slack)
+        self.loose_slo_ms = float(loose_slo_ms)
+        self.blacklist_s = float(blacklist_s)
+        self.upgrade_load_ratio = float(upgrade_load_ratio)
+        self.max_replicas = int(max_replicas)
+        self.replicas_per_worker = {
+            HardwareKind.CPU: int(cpu_replicas_per_worker),
+            HardwareKind.GPU: int(gpu_replicas_per_worker),
+            HardwareKind.INFERENTIA: int(inf_replicas_per_worker),
+        }
+        self.scale_down_holddown = int(scale_down_holddown)
+        self.holddown = {
+            HardwareKind.CPU: int(scale_down_holddown),
+            HardwareKind.GPU: int(gpu_scale_down_holddown),
+            HardwareKind.INFERENTIA: int(inf_scale_down_holddown),
+        }
+        self.downgrade_holddown = int(downgrade_holddown)
+        self.gpu_downgrade_slo_factor = float(gpu_downgrade_slo_factor)
+        self.gpu_downgrade_load_share = float(gpu_downgrade_load_share)
+        self.inf_downgrade_slo_factor = float(inf_downgrade_slo_factor)
+        self.inf_downgrade_load_share = float(inf_downgrade_load_share)
+        self.high_util = {
+            HardwareKind.CPU: float(cpu_high_util),
+            HardwareKind.GPU: float(gpu_high_util),
+            HardwareKind.INFERENTIA: float(inf_high_util),
+        }
+        self.vm_low_util = float(vm_low_util)
+        self.vm_quiet_checks = int(vm_quiet_checks)
+        self.vm_backoff_s = float(vm_backoff_s)
+        self.evict_idle_s = float(evict_idle_s)
+        self.idle_s = float(idle_s)
+        self.transition_timeout_s = float(transition_timeout_s)
+        self.stopgap = bool(stopgap)
+        self.preload = bool(preload)
+        self.price_aware = bool(price_aware)
+        # --- state, keyed by variant index / worker id / instance id ---------------------
+        self._catalog: Catalog | None = None
+        self._kinds: list[HardwareKind] = []  # hardware kinds the cluster can start
+        self._kind_ok: list[bool] = []  # per variant: its kind is configured
+        self._price: list[float] = []  # per variant: $/h of one replica
+        self._black: list[float] = []  # per variant: overloaded until
+        self._black_slo: list[float] = []  # per variant: for SLOs up to this
+        self._cands: dict[int, _Cands] = {}  # id(Candidates) -> route data
+        self._groups: dict[tuple[Requirement, int], frozenset[int]] = {}
+        self._vi_slo: dict[int, float] = {}  # tightest SLO among requirements that may use it
+        self._vi_groups: dict[int, list[frozenset[int]]] = {}
+        self._running: set[int] = set()
+        self._version = 0
+        self._serve: dict[int, Serve] = {}
+        self._missed: dict[int, float] = {}  # inputs turned away per variant since the tick
+        self._cold: dict[int, float] = {}  # variants wanted by queries that found nothing loaded
+        self._route_kinds: set[HardwareKind] = set()  # kinds of loads the route asked for
+        self._down: dict[int, int] = {}  # scale-down hold-down counters
+        self._dg: dict[int, int] = {}  # downgrade hold-down counters
+        self._trans: dict[int, _Transition] = {}  # by source variant
+        self._want_room: dict[HardwareKind, int] = {}
+        self._quiet: dict[int, int] = {}
+        self._backoff: dict[HardwareKind, float] = {}
+        self._last_tick = 0.0
+        self._last_vm = 0.0
+
+    # --- binding to a catalog and cluster --------------------------------------------------
+    def _bind(self, view: ClusterView) -> Catalog:
+        cat = view.catalog
+        if cat is self._catalog:
+            return cat
+        self._catalog = cat
+        self._kinds = []
+        for kind in HardwareKind:
+            try:
+                view.instance_type_for(kind)
+            except KeyError:
+                continue
+            self._kinds.append(kind)
+        self._kind_ok = [v.hardware in self._kinds for v in cat.variants]
+        self._price = [
+            replica_cost_per_hour(v, view.instance_type_for(v.hardware)) if ok else _INF
+            for v, ok in zip(cat.variants, self._kind_ok, strict=True)
+        ]
+        self._black = [0.0] * len(cat)
+        self._black_slo = [0.0] * len(cat)
+        self._cands.clear()
+        self._groups.clear()
+        self._vi_slo.clear()
+        self._vi_groups.clear()
+        self._serve.clear()
+        return cat
+
+    def _register(self, req: Requirement, batch: int, indices: Sequence[int]) -> None:
+        """Remember which variants a requirement may use: the autoscaler only moves a variant's
+        load to variants every requirement using it accepts."""
+        key = (req, batch)
+        if key in self._groups:
+            return
+        group = frozenset(indices)
+        self._groups[key] = group
+        slo = _INF if req.slo_ms is None else float(req.slo_ms)
+        for vi in indices:
+            self._vi_slo[vi] = min(self._vi_slo.get(vi, _INF), slo)
+            self._vi_groups.setdefault(vi, []).append(group)
+
+    def _cands_for(self, candidates: Candidates, query: Query, view: ClusterView) -> _Cands:
+        cat = self._bind(view)
+        info = _Cands(candidates, query.app.requirement, query.batch, cat, self.loose_slo_ms)
+        self._cands[id(candidates)] = info
+        self._register(query.app.requirement, query.batch, candidates.indices)
+        return info
+
+    def _refresh(self, info: _Cands) -> None:
+        running = self._running
+        info.running = [
+            (vi, info.lat[k], info.cpu[k]) for k, vi in enumerate(info.order) if vi in running and self._kind_ok[vi]
+        ]
+        info.version = self._version
+
+    def _mark_running(self, vi: int) -> None:
+        if vi not in self._running:
+            self._running.add(vi)
+            self._version += 1
+
+    def _sync_running(self, view: ClusterView) -> None:
+        now_running = {int(vi) for vi in view.running_variants()}
+        if now_running != self._running:
+            self._running = now_running
+            self._version += 1
+
+    # --- setup -----------------------------------------------------------------------------
+    def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
+        cat = self._bind(view)
+        actions: list[Action] = []
+        chosen: set[int] = set()
+        for app in apps:
+            cands = cat.candidates(app.requirement, app.batch)
+            self._register(app.requirement, app.batch, cands.indices)
+            if not self.preload or not cands.indices:
+                continue
+            vi = self._cold_choice(cands.indices, app.requirement, app.batch)
+            if vi is not None and vi not in chosen:
+                chosen.add(vi)
+                actions.append(Load(cat.variants[vi].variant_id, max_batch=self._batch_limit(vi)))
+                self._mark_running(vi)
+        return actions
+
+    def _cold_choice(self, indices: Sequence[int], req: Requirement, batch: int, demand: float = 0.0) -> int | None:
+        """The variant a query loads when none is running: the least load + inference
+        latency, CPU first for loose SLOs (as the released code does); with ``price_aware``,
+        the cheapest replicas for ``demand`` (inputs/s)."""
+        assert self._catalog is not None
+        slo = _INF if req.slo_ms is None else float(req.slo_ms)
+        best: tuple[tuple[float, float], int] | None = None
+        for vi in indices:
+            if not self._kind_ok[vi]:
+                continue
+            v = self._catalog.variants[vi]
+            lat = v.latency_by_batch[batch]
+            if self.price_aware:
+                thr = saturation_throughput(v.latency_by_batch, slo)
+                key = (price_key(self._price[vi], thr, v.load_latency_ms, lat, demand, self.slack), vi)
+            else:
+                key = (cold_key(v.load_latency_ms, lat, slo, v.hardware is HardwareKind.CPU, self.loose_slo_ms), vi)
+            if best is None or key < best:
+                best = key
+        return None if best is None else best[1]
+
+    def _batch_limit(self, vi: int) -> int:
+        assert self._catalog is not None
+        return serving_batch(self._catalog.variants[vi].latency_by_batch, self._vi_slo.get(vi))
+
+    # --- per query -------------------------------------------------------------------------
+    def route(self, query: Query, candidates: Candidates, view: ClusterView) -> Decision:
+        info = self._cands.get(id(candidates))
+        if info is None or info.obj is not candidates:
+            info = self._cands_for(candidates, query, view)
+        if info.version != self._version:
+            self._refresh(info)
+        now = view.now
+        b = query.batch
+        slo = info.slo
+        loose = info.loose
+        black = self._black
+        black_slo = self._black_slo
+        instances_of = view.instances_of
+        best: InstanceView | None = None  # loaded, not overloaded, fits
+        best_slack = _INF
+        best_cpu: InstanceView | None = None  # the same among CPU variants (loose SLOs)
+        cpu_slack = _INF
+        fb: InstanceView | None = None  # overloaded (blacklisted) but fits now
+        fb_slack = _INF
+        close_vi = -1
+        close_est = _INF
+        for vi, lat, cpu in info.running:
+            inst_best: InstanceView | None = None
+            est = _INF
+            for inst in instances_of(vi):
+                q = inst.queued_inputs
+                if q == 0 and inst.busy_until <= now and inst.state is _READY:
+                    inst_best, est = inst, lat  # idle: nothing can be faster
+                    break
+                # it waits for the backlog, then runs in a batch that later arrivals fill up
+                # to the instance's limit while it waits (the released code, too, estimates
+                # batched variants at their full batch)
+                e = inst.backlog_s(now) * 1000.0
+                mb = inst.max_batch
+                if mb <= b:
+                    e += lat
+                else:
+                    rest = q % mb
+                    e += inst.latency_ms(mb)
+                    if rest and rest + b <= mb:  # it joins the last, partial batch
+                        e -= inst.latency_ms(rest)
+                if e < est:
+                    inst_best, est = inst, e
+            if inst_best is None:
+                continue
+            if est > slo:
+                if est - lat > slo:  # its queue is beyond what it drains within the SLO
+                    if black[vi] <= now or slo > black_slo[vi]:
+                        black_slo[vi] = slo
+                    black[vi] = now + self.blacklist_s
+                if est < close_est:
+                    close_est, close_vi = est, vi
+                continue
+            s = slo - est
+            if black[vi] > now and slo <= black_slo[vi]:
+                if s < fb_slack:
+                    fb, fb_slack = inst_best, s
+            elif loose and cpu:
+                if s < cpu_slack:
+                    best_cpu, cpu_slack = inst_best, s
+            elif s < best_slack:
+                best, best_slack = inst_best, s
+        chosen = best_cpu if best_cpu is not None else best
+        if chosen is None:
+            load = self._load_choice(info, query, view)
+            if isinstance(load, LoadThenServe):
+                return load
+            if fb is not None:
+                chosen = fb
+            else:
+                return self._reject(info, query, close_vi, close_est, load, view)
+        serve = self._serve.get(chosen.iid)
+        if serve is None or serve.instance is not chosen:
+            serve = self._serve[chosen.iid] = Serve(chosen)
+        return serve
+
+    def _route_room(self, view: ClusterView, v: Variant, now: float) -> tuple[float, int | None] | None:
+        """(seconds before a load of ``v`` can start, worker) by the cluster's placement rule
+        (GPU: memory only), or None where the cluster could not place it."""
+        best: WorkerView | None = None
+        best_key: tuple[int, float, float] = (2, 0.0, 0.0)
+        live = 0
+        for w in view.workers(v.hardware):
+            live += 1
+            if w.state not in (WorkerState.READY, WorkerState.STARTING):
+                continue
+            mem = w.free_memory_mb()
+            units = w.free_units()
+            if mem + 1e-9 < v.memory_mb:
+                continue
+            if v.hardware is not HardwareKind.GPU and units + 1e-9 < v.allocation:
+                continue
+            key = (0 if w.state is WorkerState.READY else 1, -units, -mem)
+            if best is None or key < best_key:
+                best, best_key = w, key
+        if best is not None:
+            return max(0.0, best.ready_at - now), best.wid
+        if live >= view.max_workers(v.hardware):
+            return None
+        return view.instance_type_for(v.hardware).startup_s, None
+
+    def _load_choice(self, info: _Cands, query: Query, view: ClusterView) -> LoadThenServe | tuple[int, float]:
+        """A variant that is not loaded but fits the SLO with its load: LoadThenServe; else
+        the closest one, (variant index, estimated ms), or (-1, inf)."""
+        assert self._catalog is not None
+        now = view.now
+        demand = view.app_rate(query.app.index, self.rate_window_s) * query.batch if self.price_aware else 0.0
+        variants = self._catalog.variants
+        slo = info.slo
+        if info.by_floor and info.floor[info.by_floor[0]] > slo:  # no load fits (tight SLOs): the closest, quickly
+            for k in info.by_floor:
+                vi = info.order[k]
+                if self._kind_ok[vi] and not view.instances_of(vi):
+                    return (vi, info.floor[k])
+            return (-1, _INF)
+        best: tuple[tuple[float, float], int, int | None] | None = None
+        close: tuple[int, float] = (-1, _INF)
+        for k, vi in enumerate(info.order):
+            if not self._kind_ok[vi] or view.instances_of(vi):
+                continue
+            if info.floor[k] > slo:  # even without waiting for room
+                if info.floor[k] < close[1]:
+                    close = (vi, info.floor[k])
+                continue
+            v = variants[vi]
+            room = self._route_room(view, v, now)
+            if room is None:
+                continue
+            wait_s, wid = room
+            est = wait_s * 1000.0 + v.load_latency_ms + info.lat[k]
+            if est > slo:
+                if est < close[1]:
+                    close = (vi, est)
+                continue
+            if self.price_aware:
+                thr = saturation_throughput(v.latency_by_batch, slo)
+                key = (price_key(self._price[vi], thr, est - info.lat[k], info.lat[k], demand, self.slack), vi, wid)
+            else:
+                key = (cold_key(est - info.lat[k], info.lat[k], slo, info.cpu[k], self.loose_slo_ms), vi, wid)
+            if best is None or key[:2] < best[:2]:
+                best = key
+        if best is None:
+            return close
+        _, vi, wid = best
+        self._mark_running(vi)
+        self._route_kinds.add(variants[vi].hardware)
+        return LoadThenServe(variants[vi].variant_id, wid)
+
+    def _reject(
+        self, info: _Cands, query: Query, close_vi: int, close_est: float, load: tuple[int, float], view: ClusterView
+    ) -> Reject:
+        assert self._catalog is not None
+        variants = self._catalog.variants
+        what = info.req.describe()
+        if close_vi >= 0:
+            # a loaded variant is overloaded: its demand grows by what it turned away
+            self._missed[close_vi] = self._missed.get(close_vi, 0.0) + query.batch
+        if close_vi >= 0 and close_est <= load[1]:
+            v = variants[close_vi]
+            return Reject(
+                f"no variant can serve {what} in time now: the closest, {v.variant_id} ({v.hardware.value}), "
+                f"would take {close_est:.0f} ms with its queue"
+            )
+        if close_vi < 0 and not any(view.instances_of(vi) for vi in info.order):
+            demand = view.app_rate(query.app.index, self.rate_window_s) * query.batch
+            want = self._cold_choice(info.order, info.req, query.batch, demand)
+            if want is not None:
+                self._cold[want] = view.now
+        if load[0] >= 0:
+            v = variants[load[0]]
+            return Reject(
+                f"no loaded variant can serve {what} and loading one takes too long: the closest, "
+                f"{v.variant_id} ({v.hardware.value}), would take {load[1]:.0f} ms including "
+                f"{v.load_latency_ms:.0f} ms to load"
+            )
+        return Reject(f"no variant can serve {what}: none is loaded and none can be placed")
+
+    # --- per tick --------------------------------------------------------------------------
+    def autoscale(self, view: ClusterView) -> list[Action]:
+        self._bind(view)
+        now = view.now
+        dt = max(now - self._last_tick, self._period)
+        self._last_tick = now
+        self._sync_running(view)
+        actions: list[Action] = []
+        room = _Room(view, None if self.price_aware else self.replicas_per_worker)
+        if view.unplaced():
+            for kind in self._route_kinds:
+                self._want_room[kind] = self._want_room.get(kind, 0) + 1
+        self._route_kinds.clear()
+        self._advance_transitions(view, room, actions)
+        self._model_autoscale(view, room, actions, dt)
+        self._cold_starts(view, room, actions)
+        self._missed.clear()
+        if now - self._last_vm >= self.vm_period_s - 1e-9:
+            self._last_vm = now
+            self._vm_autoscale(view, room, actions, allow_add=True)
+        self._prune(view)
+        return actions
+
+    def _prune(self, view: ClusterView) -> None:
+        if len(self._serve) > 4 * max(1, len(view.all_instances())) + 64:
+            live = {i.iid for i in view.all_instances()}
+            self._serve = {iid: s for iid, s in self._serve.items() if iid in live}
+
+    def _demand(self, view: ClusterView, vi: int, dt: float) -> float:
+        return view.variant_input_rate(vi, self.rate_window_s) + self._missed.get(vi, 0.0) / dt
+
+    def _option(self, vi: int, slo: float | None) -> Option:
+        assert self._catalog is not None
+        v = self._catalog.variants[vi]
+        b = serving_batch(v.latency_by_batch, slo)
+        return Option(vi, 1000.0 * b / v.latency_by_batch[b], v.load_latency_ms / 1000.0, self._price[vi],
+                      v.latency_by_batch[1])  # fmt: skip
+
+    def _eligible(self, vi: int) -> frozenset[int]:
+        """Variants every requirement that may use ``vi`` accepts."""
+        groups = self._vi_groups.get(vi)
+        if not groups:
+            return frozenset({vi})
+        out = groups[0]
+        for g in groups[1:]:
+            out = out & g
+        return out
+
+    def _place(
+        self, view: ClusterView, room: _Room, actions: list[Action], vi: int, protect: set[int], request: bool = True
+    ) -> bool:
+        """Load one replica of ``vi`` where the strict rule finds room; else evict the least
+        recently used idle instance that makes room; else (``request``) ask the VM
+        autoscaler for a worker of its kind."""
+        assert self._catalog is not None
+        v = self._catalog.variants[vi]
+        wid = room.place(v, vi)
+        if wid is None and request:
+            wid = self._evict_for(view, room, actions, v, protect)
+        if wid is None:
+            if request:
+                self._want_room[v.hardware] = self._want_room.get(v.hardware, 0) + 1
+            return False
+        actions.append(Load(v.variant_id, worker_id=wid, max_batch=self._batch_limit(vi), allow_new_worker=False))
+        self._mark_running(vi)
+        return True
+
+    def _evict_for(
+        self, view: ClusterView, room: _Room, actions: list[Action], v: Variant, protect: set[int]
+    ) -> int | None:
+        now = view.now
+        need_u = replica_units(v)
+        best: tuple[float, int, int, float, float] | None = None
+        for w in room.workers(v.hardware):
+            mem, units = room.free(w)
+            for inst in w.instance_views():
+                if (
+                    inst.state is not _READY
+                    or inst.vi in protect
+                    or inst.vi in self._trans
+                    or inst.queued_inputs
+                    or inst.inflight_inputs
+                    or now - inst.last_used < self.evict_idle_s
+                ):
+                    continue
+                freed_u = replica_units(inst.variant)
+                if mem + inst.variant.memory_mb + 1e-9 >= v.memory_mb and units + freed_u + 1e-9 >= need_u:
+                    key = (inst.last_used, inst.iid, w.wid, inst.variant.memory_mb, freed_u)
+                    if best is None or key < best:
+                        best = key
+        if best is None:
+            return None
+        _, iid, wid, mem_freed, units_freed = best
+        actions.append(Unload(iid))
+        room.take(wid, v.memory_mb - mem_freed, need_u - units_freed)
+        return wid
+
+    def _model_autoscale(self, view: ClusterView, room: _Room, actions: list[Action], dt: float) -> None:
+        assert self._catalog is not None
+        variants = self._catalog.variants
+        in_transition = {t.dst for t in self._trans.values()} | set(self._trans)
+        for vi in sorted(self._running):
+            insts = list(view.instances_of(vi))
+            if not insts or not self._kind_ok[vi]:
+                continue
+            v = variants[vi]
+            r = len(insts)
+            slo = self._vi_slo.get(vi)
+            self._set_batches(vi, insts, actions)
+            cur = self._option(vi, slo)
+            demand = self._demand(view, vi, dt)
+            need = replicas_for(demand, cur.throughput, self.slack)
+            if vi in in_transition:
+                self._down[vi] = self._dg[vi] = 0
+                tr = self._trans.get(vi)
+                if tr is not None and tr.kind == "upgrade" and self.stopgap and need > r:
+                    for _ in range(min(need, self.max_replicas) - r):
+                        if not self._place(view, room, actions, vi, {vi}, request=False):
+                            break
+                continue
+            if need > r:
+                self._down[vi] = 0
+                self._dg[vi] = 0
+                elig = self._eligible(vi)
+                ups = [
+                    self._option(u, slo)
+                    for u in sorted(elig)
+                    if u != vi and self._kind_ok[u] and variants[u].architecture == v.architecture
+                ]
+                plan = plan_scale_up(cur, r, demand, ups, self.slack, self.upgrade_load_ratio, self.max_replicas,
+                                     room.count(v, vi, need - r, self.price_aware), self.price_aware)  # fmt: skip
+                if plan.action == "upgrade":
+                    self._start_transition(view, room, actions, vi, plan.target, plan.replicas, "upgrade")
+                    if self.stopgap:
+                        for _ in range(min(need, self.max_replicas) - r):
+                            if not self._place(view, room, actions, vi, {vi}, request=False):
+                                break
+                elif plan.action == "replicate":
+                    for _ in range(plan.replicas - r):
+                        if not self._place(view, room, actions, vi, {vi}):
+                            break
+                continue
+            if need < r:
+                self._down[vi] = self._down.get(vi, 0) + 1
+                if self._down[vi] >= self.holddown[v.hardware]:
+                    self._down[vi] = 0
+                    victim = min(insts, key=lambda i: self._unload_key(view, i))
+                    actions.append(Unload(victim.iid))
+                    room.take(victim.worker_id, -v.memory_mb, -replica_units(v))
+                    r -= 1
+            else:
+                self._down[vi] = 0
+            if slo is not None and downgrade_due(
+                v.hardware, slo, v.latency_by_batch[1], demand, r * cur.throughput,
+                self.gpu_downgrade_slo_factor, self.gpu_downgrade_load_share,
+                self.inf_downgrade_slo_factor, self.inf_downgrade_load_share,
+            ):  # fmt: skip
+                self._dg[vi] = self._dg.get(vi, 0) + 1
+                if self._dg[vi] >= self.downgrade_holddown:
+                    self._dg[vi] = 0
+                    target = self._downgrade_target(vi, slo, demand, r)
+                    if target is not None:
+                        self._start_transition(view, room, actions, vi, target[0], target[1], "downgrade")
+            else:
+                self._dg[vi] = 0
+
+    def _set_batches(self, vi: int, insts: Sequence[InstanceView], actions: list[Action]) -> None:
+        """Loads the route asked for get the SLO-bounded batch limit too."""
+        limit = self._batch_limit(vi)
+        for inst in insts:
+            if inst.max_batch != limit:
+                actions.append(SetBatch(inst.iid, limit))
+
+    def _unload_key(self, view: ClusterView, inst: InstanceView) -> tuple[int, int, int]:
+        """Scale down where it frees a worker soonest: fewest instances on its worker, then
+        the least queued, then the newest."""
+        return (len(view.worker(inst.worker_id).instance_views()), inst.queued_inputs + inst.inflight_inputs, -inst.iid)
+
+    def _downgrade_target(self, vi: int, slo: float, demand: float, r: int) -> tuple[int, int] | None:
+        assert self._catalog is not None
+        variants = self._catalog.variants
+        v = variants[vi]
+        elig = [u for u in sorted(self._eligible(vi)) if self._kind_ok[u] and variants[u].hardware is HardwareKind.CPU]
+        same = [u for u in elig if variants[u].architecture == v.architecture]
+        pick = cheapest_option([self._option(u, slo) for u in (same or elig)], demand, self.slack)
+        if pick is None:
+            return None
+        opt, n = pick
+        if n * opt.price_per_hour >= r * self._price[vi]:
+            return None
+        return opt.index, n
+
+    def _start_transition(
+        self, view: ClusterView, room: _Room, actions: list[Action], src: int, dst: int, replicas: int, kind: str
+    ) -> None:
+        self._trans[src] = _Transition(src, dst, kind, replicas, view.now)
+        have = len(view.instances_of(dst))
+        for _ in range(replicas - have):
+            if not self._place(view, room, actions, dst, {src, dst}):
+                break
+
+    def _advance_transitions(self, view: ClusterView, room: _Room, actions: list[Action]) -> None:
+        now = view.now
+        for src, tr in list(self._trans.items()):
+            src_insts = list(view.instances_of(src))
+            dst_insts = list(view.instances_of(tr.dst))
+            if not src_insts:
+                del self._trans[src]
+                continue
+            ready = sum(1 for i in dst_insts if i.state is _READY)
+            timed_out = now - tr.started > self.transition_timeout_s
+            if (ready >= tr.replicas) or (timed_out and ready > 0):
+                for inst in src_insts:  # make-before-break: the target is up, drop the source
+                    actions.append(Unload(inst.iid))
+                del self._trans[src]
+                self._down[tr.dst] = self._dg[tr.dst] = 0
+                continue
+            if timed_out:
+                del self._trans[src]
+                continue
+            for _ in range(tr.replicas - len(dst_insts)):
+                if not self._place(view, room, actions, tr.dst, {src, tr.dst}):
+                    break
+
+    def _cold_starts(self, view: ClusterView, room: _Room, actions: list[Action]) -> None:
+        """Load what queries that found nothing loaded wanted; keep asking (for a worker,
+        if none has room) until it is placed, for up to ``idle_s``."""
+        now = view.now
+        for vi, since in sorted(self._cold.items()):
+            if view.instances_of(vi) or now - since > self.idle_s or self._place(view, room, actions, vi, {vi}):
+                del self._cold[vi]
+
+    # --- VM level --------------------------------------------------------------------------
+    def _vm_autoscale(self, view: ClusterView, room: _Room, actions: list[Action], allow_add: bool) -> None:
+        now = view.now
+        live_ids: set[int] = set()
+        for kind in self._kinds:
+            ws = view.workers(kind)
+            active = [w for w in ws if w.state in (WorkerState.READY, WorkerState.STARTING)]
+            ready = [w for w in active if w.state is WorkerState.READY]
+            starting = len(active) - len(ready)
+            utils = {w.wid: view.utilisation(w.wid, self.vm_period_s) for w in ready}
+            for w in ready:
+                live_ids.add(w.wid)
+                self._quiet[w.wid] = self._quiet.get(w.wid, 0) + 1 if utils[w.wid] < self.vm_low_util else 0
+            want = self._want_room.pop(kind, 0)
+            if now < self._backoff.get(kind, -_INF):
+                if want:
+                    self._want_room[kind] = want  # keep asking after the back-off
+                continue
+            hot = bool(ready) and all(u > self.high_util[kind] for u in utils.values())
+            if allow_add and (want or hot) and not starting and len(active) < view.max_workers(kind):
+                actions.append(AddWorker(view.instance_type_for(kind).name))
+                self._backoff[kind] = now + self.vm_backoff_s
+                continue
+            if len(active) <= view.min_workers(kind):
+                continue
+            quiet = [
+                w for w in ready if self._quiet.get(w.wid, 0) >= self.vm_quiet_checks and self._releasable(view, w)
+            ]
+            if quiet:
+                w = min(quiet, key=lambda x: (len(x.instance_views()), utils[x.wid], x.wid))
+                actions.append(RemoveWorker(w.wid))
+                self._quiet.pop(w.wid, None)
+                self._backoff[kind] = now + self.vm_backoff_s
+        for wid in [k for k in self._quiet if k not in live_ids]:
+            del self._quiet[wid]
+
+    def _releasable(self, view: ClusterView, w: WorkerView) -> bool:
+        """No instance on ``w`` is the last copy of a variant still in use, or in a transition."""
+        now = view.now
+        busy = {t.dst for t in self._trans.values()} | set(self._trans)
+        for inst in w.instance_views():
+            if inst.vi in busy:
+                return False
+            if now - inst.last_used >= self.idle_s:
+                continue
+            if not any(o.worker_id != w.wid for o in view.instances_of(inst.vi)):
+                return False
+        return True

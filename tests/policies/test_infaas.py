@@ -1,0 +1,354 @@
+"""The ``infaas`` policy: per-query selection, model-level and VM-level autoscaling, each shown
+on a small in-code catalog by what the run records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+import simpy
+
+from infaas_sim.catalog import Catalog
+from infaas_sim.cluster import Cluster
+from infaas_sim.errors import ConfigError
+from infaas_sim.executor import make_executor
+from infaas_sim.hardware import HardwareKind, InstanceType
+from infaas_sim.metrics import Recorder
+from infaas_sim.policy import Load, LoadThenServe, Reject, Serve, Unload, make_policy
+from infaas_sim.query import Application, Level, Query, Requirement
+from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
+from infaas_sim.variant import Variant
+from infaas_sim.view import ClusterView
+from policies.infaas import InfaasPolicy
+from policies.infaas_common import Option, ScalePlan, downgrade_due, plan_scale_up
+
+CPU, GPU = HardwareKind.CPU, HardwareKind.GPU
+TYPES = {  # the INFaaS instances' prices, with short start-ups to keep runs short
+    "cpu": InstanceType("cpu", CPU, 8, 32768, 0.384, 5.0),
+    "gpu": InstanceType("gpu", GPU, 8, 62464, 3.06, 5.0, 1, 16384),
+}
+SPEC = ClusterSpec(instance_types=TYPES, type_by_kind={CPU: "cpu", GPU: "gpu"})
+
+
+def variant(vid: str, hw: HardwareKind, cores: float, max_batch: int, load_ms: float, mem: float, icpt: float,
+            slope: float, acc: float = 0.76, arch: str = "r50", task: str = "cls") -> Variant:  # fmt: skip
+    return Variant(vid, arch, task, "ds", "fw", hw, "fp32", cores, max_batch, acc, load_ms, mem, icpt, slope)
+
+
+# ResNet-50-like: CPU (2 cores) 30 ms at batch 1, 60 ms at batch 4; TensorRT 3.9 ms, 21.9 ms at 16.
+R50_CPU = variant("r50-cpu", CPU, 2, 4, 1500, 500, 20, 10)
+R50_GPU = variant("r50-gpu", GPU, 1, 16, 1100, 300, 2.7, 1.2)
+
+
+def task_app(name: str, slo_ms: float, index: int, acc: float = 0.0, task: str = "cls") -> Application:
+    return Application(name, Requirement(Level.TASK, task, "ds", slo_ms=slo_ms, min_accuracy=acc), index=index)
+
+
+def poisson(rng: np.random.Generator, segments: Sequence[tuple[float, float, float]]) -> np.ndarray:
+    """Arrival times of piecewise-constant Poisson traffic: (start, end, rate) segments."""
+    parts = [np.sort(rng.uniform(a, b, rng.poisson(rate * (b - a)))) for a, b, rate in segments]
+    return np.concatenate(parts)
+
+
+def run(variants: Sequence[Variant], apps: Sequence[Application], times: np.ndarray, apps_of: np.ndarray,
+        duration: float, spec: ClusterSpec = SPEC, batches: np.ndarray | None = None,
+        **params: object) -> RunResult:  # fmt: skip
+    wl = Workload(list(apps), times, apps_of, batches)
+    policy = make_policy("infaas", **params)
+    return run_simulation(
+        Catalog(variants), wl, policy, make_executor("sim"), spec, RunSpec(duration_s=duration, seed=1)
+    )
+
+
+def violation_rate(q: pd.DataFrame, start: float, end: float) -> float:
+    sub = q[(q["arrival"] >= start) & (q["arrival"] < end)]
+    assert len(sub) > 0
+    return float(1 - sub["slo_met"].mean())
+
+
+def action_time(actions: list[tuple[float, str]], text: str, after: float = 0.0) -> float:
+    return min(t for t, a in actions if text in a and t >= after)
+
+
+# --- the burst, and the quiet that follows ------------------------------------------------------
+@pytest.fixture(scope="module")
+def burst_then_quiet() -> RunResult:
+    # 20/s, then 400/s for 60 s (one CPU replica carries 67/s within 200 ms), then 5/s.
+    rng = np.random.default_rng(0)
+    t = poisson(rng, [(0, 20, 20), (20, 80, 400), (80, 200, 5)])
+    return run([R50_CPU, R50_GPU], [task_app("a", 200, 0)], t, np.zeros(len(t), dtype=np.int64), 200)
+
+
+def test_burst_upgrades_to_gpu_and_recovers_the_slo(burst_then_quiet: RunResult) -> None:
+    q, acts = burst_then_quiet.queries, burst_then_quiet.actions
+    assert (q.loc[q["arrival"] < 20, "hardware"] == "cpu").all()  # loose SLO: CPU first
+    # The burst saturates the CPU replica: the autoscaler replicates it into the worker's
+    # free cores and upgrades to the TensorRT variant (7 CPU replicas' 10.5 s of loading
+    # exceeds 1.5x the GPU's 1.1 s), asking the VM autoscaler for a GPU worker.
+    assert action_time(acts, "load r50-cpu", after=20) < 23
+    assert action_time(acts, "(gpu)", after=20) < 25  # "add worker N (gpu)"
+    t_load = action_time(acts, "load r50-gpu")
+    t_drop = action_time(acts, "unload", after=t_load)
+    assert t_load < t_drop < 35  # make-before-break: CPU replicas go once the GPU is ready
+    early = violation_rate(q, 20, 25)
+    late = violation_rate(q, 40, 80)
+    assert early > 0.3 and late < 0.01
+    during = q[(q["arrival"] >= 40) & (q["arrival"] < 80)]
+    assert (during["hardware"] == "gpu").mean() > 0.99
+    # Queries turned away while the queue was over the SLO say so, naming the variant.
+    reasons = q.loc[q["status"] == "rejected", "reason"]
+    assert len(reasons) > 0 and reasons.str.contains("in time now: the closest, r50-").all()
+    assert reasons.str.contains("the closest, r50-cpu (cpu), would take 2", regex=False).mean() > 0.9
+
+
+def test_quiet_downgrades_gpu_to_cpu_and_releases_the_gpu_worker(burst_then_quiet: RunResult) -> None:
+    q, acts, tl = burst_then_quiet.queries, burst_then_quiet.actions, burst_then_quiet.timeline
+    # At 5/s the GPU runs < 3% of its capacity for an SLO > 10x its latency: after the
+    # hold-down, load the CPU variant, and only once it is ready unload the GPU one.
+    t_cpu = action_time(acts, "load r50-cpu", after=80)
+    t_unload_gpu = action_time(acts, "(r50-gpu)", after=80)
+    t_release = max(t for t, a in acts if "remove worker" in a)
+    assert 80 < t_cpu < t_unload_gpu < t_release < 170
+    assert t_unload_gpu - t_cpu >= R50_CPU.load_latency_ms / 1000
+    end = tl[tl["t"] >= 180]
+    assert (end["workers_gpu"] == 0).all() and (end["workers_cpu"] == 1).all()
+    tail = q[q["arrival"] >= 170]
+    assert (tail["hardware"] == "cpu").all() and tail["slo_met"].all()
+    assert violation_rate(q, 80, 200) < 0.01  # the switch itself costs no violations
+
+
+def test_burst_on_a_cpu_only_catalog_replicates_then_scales_down() -> None:
+    rng = np.random.default_rng(1)
+    t = poisson(rng, [(0, 10, 20), (10, 50, 250), (50, 120, 20)])
+    res = run([R50_CPU], [task_app("a", 200, 0)], t, np.zeros(len(t), dtype=np.int64), 120)
+    q, acts, tl = res.queries, res.actions, res.timeline
+    # 250/s needs ceil(1.05 x 250 / 66.7) = 4 replicas; with no faster variant to upgrade
+    # to, they replicate, 2 per worker (the released code's CPU limit), the VM autoscaler
+    # adding a worker at a time for the rest.
+    peak = tl.loc[(tl["t"] >= 30) & (tl["t"] < 50), "instances"].max()
+    assert peak >= 4 and res.summary["peak_workers"]["cpu"] >= 2
+    assert violation_rate(q, 10, 12) > 0.3 and violation_rate(q, 20, 50) < 0.02
+    # Afterwards one replica at a time, each after the hold-down of 10 quiet checks.
+    unloads = [t for t, a in acts if "unload" in a and t > 50]
+    assert len(unloads) >= 3 and min(np.diff(unloads)) >= 10
+    assert tl.loc[tl["t"] >= 110, "instances"].max() == 1
+    assert action_time(acts, "remove worker") > 50  # and the emptied workers go
+
+
+# --- per-query selection in runs -------------------------------------------------------------------
+def test_a_query_whose_only_fitting_variant_is_unloaded_pays_the_load() -> None:
+    fast = variant("r18-cpu", CPU, 2, 4, 900, 300, 10, 5, acc=0.70, arch="r18")
+    accurate = variant("r152-cpu", CPU, 2, 4, 2500, 900, 40, 20, acc=0.78, arch="r152")
+    apps = [task_app("any", 1000, 0), task_app("accurate", 5000, 1, acc=0.75)]
+    t = np.array([1.0, 1.5, 2.0, 10.0, 10.5, 20.0])
+    who = np.array([0, 0, 0, 1, 0, 1])
+    spec = ClusterSpec(instance_types=TYPES, type_by_kind={CPU: "cpu"}, min_workers={CPU: 1})
+    res = run([fast, accurate], apps, t, who, 30, spec=spec, preload=False)
+    q = res.queries.set_index("qid")
+    assert (q["status"] == "served").all() and q["slo_met"].all()
+    # The first query of each application loads its variant on the existing worker and its
+    # record carries the load; later queries find it loaded.
+    assert q.loc[0, "variant"] == "r18-cpu" and q.loc[0, "loading_ms"] == pytest.approx(900)
+    assert q.loc[3, "variant"] == "r152-cpu" and q.loc[3, "loading_ms"] == pytest.approx(2500)
+    assert q.loc[4, "variant"] == "r18-cpu" and q.loc[4, "loading_ms"] == 0
+    assert q.loc[5, "loading_ms"] == 0
+    assert q.loc[3, "latency_ms"] == pytest.approx(2500 + accurate.latency_ms(1))
+
+
+def test_tight_slo_goes_to_gpu_and_loose_slo_to_cpu() -> None:
+    rng = np.random.default_rng(2)
+    apps = [task_app("tight", 20, 0), task_app("medium", 50, 1), task_app("loose", 500, 2)]
+    t = poisson(rng, [(0, 30, 9)])
+    who = rng.integers(0, 3, len(t))
+    res = run([R50_CPU, R50_GPU], apps, t, who, 30)
+    q = res.queries
+    assert (q["status"] == "served").all() and q["slo_met"].all()
+    on_cpu = (q["hardware"] == "cpu").groupby(q["app"], observed=True).mean()
+    # 20 ms: only TensorRT fits. 500 ms: loose, CPU first, even with the GPU loaded and
+    # idle. 50 ms: both fit; the CPU variant has the least slack, unless a query in service
+    # leaves too little of the 50 ms for another 30 ms.
+    assert on_cpu["tight"] == 0 and on_cpu["loose"] == 1 and on_cpu["medium"] > 0.9
+
+
+def test_impossible_queries_are_rejected_with_their_reason() -> None:
+    apps = [task_app("tight", 10, 0)]
+    t = np.array([0.5, 0.6, 9.0, 9.1])
+    batches = np.array([1, 64, 1, 1])
+    res = run([R50_CPU, R50_GPU], apps, t, np.zeros(4, dtype=np.int64), 10, batches=batches, preload=False)
+    q = res.queries.set_index("qid")
+    reason = [str(q.loc[i, "reason"]) for i in range(4)]
+    # Nothing is loaded and loading the only fitting variant takes 1.1 s > 10 ms: rejected,
+    # naming the variant that came closest; the tick after, the variant is loaded for the
+    # queries that follow.
+    assert q.loc[0, "status"] == "rejected"
+    assert "r50-gpu" in reason[0] and "1100 ms to load" in reason[0]
+    # 64 inputs: no variant takes such a batch (the catalog's reason).
+    assert q.loc[1, "status"] == "rejected" and "batch of 64" in reason[1]
+    assert q.loc[2, "status"] == "served" and q.loc[2, "variant"] == "r50-gpu" and q.loc[2, "slo_met"]
+
+
+def test_memory_short_evicts_the_least_recently_used_idle_instance() -> None:
+    small = {"cpu": InstanceType("cpu", CPU, 8, 1000, 0.384, 5.0)}
+    spec = ClusterSpec(instance_types=small, type_by_kind={CPU: "cpu"}, max_workers={CPU: 1})
+    a = variant("a-cpu", CPU, 2, 4, 500, 600, 10, 5, task="t1", arch="a")
+    b = variant("b-cpu", CPU, 2, 4, 500, 600, 10, 5, task="t2", arch="b")
+    apps = [task_app("one", 100, 0, task="t1"), task_app("two", 100, 1, task="t2")]
+    rng = np.random.default_rng(3)
+    t1, t2 = poisson(rng, [(0, 20, 10)]), poisson(rng, [(40, 60, 10)])
+    t = np.concatenate([t1, t2])
+    who = np.array([0] * len(t1) + [1] * len(t2))
+    res = run([a, b], apps, t, who, 60, spec=spec)
+    q, acts = res.queries, res.actions
+    # One 1000 MB worker holds one 600 MB variant: "two"'s first query finds nothing, and
+    # the tick after, "one"'s idle instance is evicted to make room.
+    t_unload = action_time(acts, "(a-cpu)", after=40)
+    assert t_unload == action_time(acts, "load b-cpu")
+    assert not any("add worker" in x for t, x in acts if t > 0)
+    two = q[q["app"] == "two"]
+    assert two["status"].iloc[0] == "rejected"
+    assert (two.loc[two["arrival"] >= t_unload + b.load_latency_ms / 1000, "status"] == "served").all()
+
+
+def test_parameters_are_validated() -> None:
+    with pytest.raises(ConfigError, match="slack"):
+        make_policy("infaas", slack=0.5)
+    with pytest.raises(ConfigError, match="vm_low_util"):
+        make_policy("infaas", vm_low_util=2)
+    with pytest.raises(ConfigError, match="unexpected keyword"):
+        make_policy("infaas", no_such_knob=1)
+    p = make_policy("infaas", tick_s=0.5, scale_down_holddown=20)
+    assert isinstance(p, InfaasPolicy) and p.tick_s == 0.5 and p.scale_down_holddown == 20
+
+
+# --- route on a hand-built cluster -------------------------------------------------------------------
+class Bench:
+    """A cluster with instances loaded by hand, to ask the policy where a query goes."""
+
+    def __init__(self, variants: Sequence[Variant], apps: Sequence[Application], **params: object) -> None:
+        self.catalog = Catalog(variants)
+        self.apps = list(apps)
+        self.env = simpy.Environment()
+        ex = make_executor("sim")
+        ex.bind(self.env, 0)
+        self.cluster = Cluster(self.env, self.catalog, ex, Recorder(self.catalog, apps), TYPES,
+                               {CPU: "cpu", GPU: "gpu"})  # fmt: skip
+        self.view = ClusterView(self.cluster)
+        policy = make_policy("infaas", **params)
+        assert isinstance(policy, InfaasPolicy)
+        self.policy = policy
+        self.qid = 0
+
+    def load(self, vid: str, worker: int | None = None) -> int:
+        inst = self.cluster.load(vid, worker, instant=True)
+        assert inst is not None
+        return inst.iid
+
+    def fill(self, iid: int, n: int) -> None:
+        for _ in range(n):
+            self.cluster.enqueue(self.cluster.instances[iid], self.query(0))
+
+    def query(self, app: int, batch: int = 1) -> Query:
+        self.qid += 1
+        return Query(self.qid, self.env.now, self.apps[app], batch)
+
+    def route(self, app: int, batch: int = 1) -> object:
+        self.policy._sync_running(self.view)  # what the tick does
+        q = self.query(app, batch)
+        return self.policy.route(q, self.catalog.candidates(q.app.requirement, batch), self.view)
+
+
+def served_by(d: object) -> int:
+    assert isinstance(d, Serve), d
+    return d.instance.iid
+
+
+def test_route_takes_the_tightest_fit_and_avoids_overloaded_variants() -> None:
+    a = variant("a", CPU, 1, 1, 1000, 100, 30, 0, arch="a")  # 30 ms
+    b = variant("b", CPU, 1, 1, 1000, 100, 50, 0, arch="b")  # 50 ms
+    bench = Bench([a, b], [task_app("x", 200, 0)])
+    ia, ib = bench.load("a"), bench.load("b")
+    assert served_by(bench.route(0)) == ib  # least slack: 150 ms < 170 ms
+    bench.fill(ib, 2)  # 50 ms running + 1 queued: 100 + 50 = 150 ms, still fits
+    assert served_by(bench.route(0)) == ib
+    bench.fill(ib, 3)  # a 250 ms wait > 200 ms: overloaded, marked for 2 s
+    assert served_by(bench.route(0)) == ia
+    bench.env.run(until=0.5)  # b's queue drains, but the mark holds
+    assert served_by(bench.route(0)) == ia
+    bench.fill(ia, 8)  # a is over the SLO too: the marked variant that fits is the fallback
+    assert served_by(bench.route(0)) == ib
+    bench.fill(ib, 8)
+    d = bench.route(0)
+    assert isinstance(d, Reject) and "the closest, a (cpu)" in d.reason
+    bench.env.run(until=3.0)  # everything drained and the marks expired
+    assert served_by(bench.route(0)) == ib
+
+
+def test_route_loads_an_unloaded_variant_on_the_worker_with_most_room() -> None:
+    a = variant("a", CPU, 4, 1, 800, 100, 30, 0, arch="a")
+    b = variant("b", CPU, 2, 1, 800, 100, 60, 0, arch="b")
+    bench = Bench([a, b], [task_app("x", 1000, 0)])
+    bench.load("a")  # worker 0: 4 of 8 cores taken
+    w1 = bench.cluster.add_worker("cpu", instant=True)
+    assert w1 is not None
+    bench.fill(0, 40)  # a's queue is 1.2 s > 1 s
+    d = bench.route(0)
+    # b is not loaded: 800 ms load + 60 ms fits 1000 ms; worker 1 has 8 free cores.
+    assert isinstance(d, LoadThenServe) and d.variant_id == "b" and d.worker_id == w1.wid
+
+
+def test_autoscale_replicates_with_explicit_placement() -> None:
+    bench = Bench([R50_CPU], [task_app("x", 200, 0)])
+    bench.policy.setup(bench.view, bench.apps, {})
+    iid = bench.load("r50-cpu")
+    for s in range(3):  # 300 inputs/s over the last seconds
+        for k in range(300):
+            bench.cluster.variant_input_meter.add(bench.cluster.instances[iid].vi, s + k / 300)
+    bench.env.run(until=3.0)
+    actions = bench.policy.autoscale(bench.view)
+    loads = [x for x in actions if isinstance(x, Load)]
+    # ceil(1.05 x 300 / 66.7) = 5 replicas: 4 more; the worker takes 2 replicas of a CPU
+    # variant (the released code's limit), the rest ask for a worker.
+    assert len(loads) == 1 and all(x.worker_id == 0 and x.max_batch == 4 for x in loads)
+    assert not any(isinstance(x, Unload) for x in actions)
+    assert any(type(x).__name__ == "AddWorker" for x in actions)
+
+
+# --- the shared decision rules -----------------------------------------------------------------------
+def test_scale_up_replicates_or_upgrades_by_the_load_time_rule() -> None:
+    cpu = Option(0, throughput=66.7, load_s=1.5, price_per_hour=0.096, latency_ms=30)
+    gpu = Option(1, throughput=730.6, load_s=1.1, price_per_hour=3.06, latency_ms=3.9)
+    # 100/s on 1 replica: 2 replicas needed, 1 more: 1.5 s <= 1.5 x 1.1 s: replicate.
+    assert plan_scale_up(cpu, 1, 100.0, [gpu], 1.05) == ScalePlan("replicate", 0, 2)
+    # 150/s: 2 more replicas, 3 s > 1.65 s: upgrade to one GPU.
+    assert plan_scale_up(cpu, 1, 150.0, [gpu], 1.05) == ScalePlan("upgrade", 1, 1)
+    # No faster variant of the architecture: replicate, up to the replica limit.
+    assert plan_scale_up(cpu, 1, 150.0, [], 1.05, max_replicas=2) == ScalePlan("replicate", 0, 2)
+    # Memory forces the upgrade even when replication loads faster.
+    assert plan_scale_up(cpu, 1, 100.0, [gpu], 1.05, room_for=0) == ScalePlan("upgrade", 1, 1)
+    # price_aware: the 3 CPU replicas ($0.29/h) beat the GPU ($3.06/h).
+    assert plan_scale_up(cpu, 1, 150.0, [gpu], 1.05, price_aware=True) == ScalePlan("replicate", 0, 3)
+    assert plan_scale_up(cpu, 3, 150.0, [gpu], 1.05) == ScalePlan("keep", 0, 3)
+
+
+def test_downgrade_rule_thresholds() -> None:
+    # GPU: SLO > 10x latency and load < 3% of capacity; Inferentia: 5x and 20%.
+    assert downgrade_due(GPU, 200, 3.9, 20, 730.6)
+    assert not downgrade_due(GPU, 200, 3.9, 30, 730.6)
+    assert not downgrade_due(GPU, 35, 3.9, 1, 730.6)
+    inf = HardwareKind.INFERENTIA
+    assert downgrade_due(inf, 200, 22, 100, 700) and not downgrade_due(inf, 100, 22, 100, 700)
+    assert not downgrade_due(CPU, 1000, 1, 0, 100)
+
+
+def test_price_aware_starts_the_cheapest_replicas() -> None:
+    # Nothing loaded, 2 s SLO: INFaaS loads the CPU variant with the least load + inference
+    # latency (r18); price_aware the cheapest to run (one r50 core beats r18's two cores).
+    r18 = variant("r18-cpu", CPU, 2, 4, 500, 300, 10, 5, arch="r18")
+    r50 = variant("r50-cpu1", CPU, 1, 4, 900, 300, 40, 20, arch="r50")
+    for price_aware, want in ((False, "r18-cpu"), (True, "r50-cpu1")):
+        bench = Bench([r18, r50], [task_app("x", 2000, 0)], preload=False, price_aware=price_aware)
+        bench.cluster.add_worker("cpu", instant=True)
+        d = bench.route(0)
+        assert isinstance(d, LoadThenServe) and d.variant_id == want
