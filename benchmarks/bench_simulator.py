@@ -64,7 +64,7 @@ def main() -> None:
             overrides=[
                 f"policy={args.policy}",
                 f"trace.mean_qps={args.qps}",
-                f"trace.peak_qps={args.qps * 2}",
+                "trace.peak_to_mean=2",
                 f"run.duration_s={args.duration}",
                 "run.progress=false",
             ],

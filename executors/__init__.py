@@ -1,3 +1,3 @@
 """Executors: how a batch of work takes time. Importing this package registers them."""
 
-from executors import sim  # noqa: F401
+from executors import neuron, onnxruntime, ray, sim, tensorrt  # noqa: F401

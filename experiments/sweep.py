@@ -1,4 +1,6 @@
-"""Hydra callback: after a multirun, gather every job's summary.json into one table."""
+"""Hydra callback: after a multirun, gather every job's summary.json into one table; after a
+reproduction sweep (jobs labelled ``+arm=...``, experiment=reproduce / quick), also write the
+comparison tables and figures per scenario (infaas_sim/report.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import Any
 import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from infaas_sim.report import load_jobs, write_report
 
 SUMMARY_COLUMNS = [
     "policy",
@@ -55,3 +59,8 @@ class SweepSummary(Callback):
             text = table.to_string(index=False)
         (sweep_dir / "sweep_summary.txt").write_text(text + "\n")
         print(f"\nsweep summary ({sweep_dir / 'sweep_summary.csv'}):\n{text}")
+        jobs = load_jobs(sweep_dir)
+        if any(j.labelled for j in jobs):  # +scenario / +arm: a side-by-side comparison
+            from experiments.report import print_report
+
+            print_report(write_report(sweep_dir), sweep_dir)

@@ -7,9 +7,10 @@ the row and column of the first problem. Indexes are built once; ``candidates`` 
 
 from __future__ import annotations
 
+import csv
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pandas as pd
 from infaas_sim.errors import CatalogError, ConfigError
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.query import Level, Requirement
-from infaas_sim.variant import Variant
+from infaas_sim.variant import CoreProfile, Variant
 
 # column -> (python type, required)
 SCHEMA: dict[str, tuple[type, bool]] = {
@@ -120,6 +121,42 @@ def variant_from_row(row: dict[str, Any], where: str) -> Variant:
         raise CatalogError(f"{where}: {exc}") from None
 
 
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """Read a catalog CSV as strings, skipping lines that start with '#' (notes), and return
+    each row's line number in the file. Not pandas' ``comment='#'``: that also cuts a field
+    at a '#' inside it (a URL's anchor) and shifts the row numbers that errors report."""
+    state = {"line": 0, "start": 0}
+
+    def physical() -> Iterator[str]:
+        with path.open(newline="", encoding="utf-8") as f:
+            for text in f:
+                state["line"] += 1
+                if text.startswith("#"):
+                    continue
+                if state["start"] == 0:
+                    state["start"] = state["line"]
+                yield text
+
+    reader = csv.reader(physical())
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for row in reader:
+        start, state["start"] = state["start"], 0
+        if header is None:
+            header = [c.strip() for c in row]
+            continue
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        if len(row) != len(header):
+            raise CatalogError(f"{path.name} row {start}: {len(row)} fields, the header has {len(header)}")
+        rows.append(row)
+        lines.append(start)
+    if header is None:
+        raise CatalogError(f"catalog file {str(path)!r} could not be read: it has no header line")
+    return pd.DataFrame(rows, columns=header, dtype=object), lines
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """Variant indices meeting a requirement at a batch, fastest first."""
@@ -127,6 +164,11 @@ class Candidates:
     indices: tuple[int, ...]
     # Why nothing fits, when nothing does (the closest variant and its latency).
     reason: str = ""
+    # The same indices as a set: the controller checks a policy's choice against it per query.
+    members: frozenset[int] = field(default=frozenset(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", frozenset(self.indices))
 
 
 class Catalog:
@@ -159,21 +201,44 @@ class Catalog:
         self._by_task = {k: np.array(v) for k, v in by_task.items()}
         self._by_arch = {k: np.array(v) for k, v in by_arch.items()}
         self._memo: dict[tuple[Requirement, int], Candidates] = {}
+        self._core_profiles: dict[int, CoreProfile] = {}
+        self._core_tables: dict[tuple[int, float], tuple[float, ...]] = {}
+        # CPU models: variants alike but for their core allocation are one model's profile.
+        self._cpu_models: dict[tuple[str, ...], list[int]] = {}
+        for i, v in enumerate(self.variants):
+            if v.hardware is HardwareKind.CPU:
+                self._cpu_models.setdefault(self._cpu_model_key(v), []).append(i)
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, name: str = "catalog", first_line: int = 2) -> Catalog:
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        name: str = "catalog",
+        first_line: int = 2,
+        line_numbers: Sequence[int] | None = None,
+    ) -> Catalog:
+        """Build a catalog from a frame of rows; errors name ``{name} row N, column C``, with N
+        the row's line in its file (``line_numbers[i]``, else ``first_line + i``)."""
         missing = [c for c, (_, req) in SCHEMA.items() if req and c not in frame.columns]
         if missing:
             raise CatalogError(f"{name}: missing column(s) {', '.join(missing)}")
         records = frame.to_dict("records")
-        return cls(
-            (
-                variant_from_row({str(k): x for k, x in r.items()}, f"{name} row {i + first_line}")
-                for i, r in enumerate(records)
-            ),
-            name=name,
-        )
+        if line_numbers is not None and len(line_numbers) != len(records):
+            raise ValueError("line_numbers must have one entry per row")
+        variants: list[Variant] = []
+        seen: dict[str, int] = {}
+        for i, r in enumerate(records):
+            line = line_numbers[i] if line_numbers is not None else i + first_line
+            v = variant_from_row({str(k): x for k, x in r.items()}, f"{name} row {line}")
+            if v.variant_id in seen:
+                raise CatalogError(
+                    f"{name} row {line}, column 'variant_id': duplicate variant_id {v.variant_id!r} "
+                    f"(first on row {seen[v.variant_id]})"
+                )
+            seen[v.variant_id] = line
+            variants.append(v)
+        return cls(variants, name=name)
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:
@@ -185,16 +250,19 @@ class Catalog:
         p = Path(path)
         if not p.is_file():
             raise CatalogError(f"catalog file {str(p)!r} not found")
+        lines: list[int] | None = None
         try:
             if p.suffix == ".parquet":
                 frame = pd.read_parquet(p)
                 first = 1  # Parquet rows are counted from 1
             else:
-                frame = pd.read_csv(p, comment="#", dtype=str, keep_default_na=False)
-                first = 2  # data starts on line 2 of a CSV file, after the header
+                frame, lines = _read_csv(p)
+                first = 2
+        except CatalogError:
+            raise
         except Exception as exc:
             raise CatalogError(f"catalog file {str(p)!r} could not be read: {exc}") from None
-        return cls.from_frame(frame, name=p.name, first_line=first)
+        return cls.from_frame(frame, name=p.name, first_line=first, line_numbers=lines)
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
@@ -262,7 +330,9 @@ class Catalog:
         lat = self.latency[group, batch]
         acc_ok = self.accuracy[group] >= req.min_accuracy
         slo = math.inf if req.slo_ms is None else req.slo_ms
-        ok = acc_ok & (lat <= slo)
+        # A NaN or infinite latency (a batch above a variant's max) never passes, even
+        # against the infinite SLO of a pinned variant (inf <= inf is True).
+        ok = acc_ok & np.isfinite(lat) & (lat <= slo)
         chosen = group[ok]
         if chosen.size:
             order = np.argsort(self.latency[chosen, batch], kind="stable")
@@ -285,6 +355,62 @@ class Catalog:
             f"no variant meets {req.describe()} for batch {batch}: the closest, "
             f"{self.variants[best].variant_id}, takes {best_lat:.1f} ms",
         )
+
+    # --- CPU core profiles ----------------------------------------------------------------
+    @staticmethod
+    def _cpu_model_key(v: Variant) -> tuple[str, ...]:
+        # max batch is part of the key: a variant with another max batch is another build.
+        return (v.architecture, v.task, v.dataset, v.framework, v.precision, str(v.max_batch))
+
+    def _vi(self, variant: Variant | str | int) -> int:
+        if isinstance(variant, int):
+            return variant
+        vid = variant if isinstance(variant, str) else variant.variant_id
+        if vid not in self.index_of:
+            raise ConfigError(f"unknown variant {vid!r} in catalog {self.name}")
+        return self.index_of[vid]
+
+    def core_profile(self, variant: Variant | str | int) -> CoreProfile:
+        """The core profile of a CPU variant: its own row plus the catalog's rows of the same
+        model (architecture, task, data set, framework, precision, max batch) at other core
+        counts. A core count with more than one such row (ambiguous) is left out."""
+        vi = self._vi(variant)
+        hit = self._core_profiles.get(vi)
+        if hit is not None:
+            return hit
+        v = self.variants[vi]
+        if v.hardware is not HardwareKind.CPU:
+            raise ConfigError(f"variant {v.variant_id!r} is not a CPU variant: it has no core profile")
+        by_cores: dict[float, list[int]] = {}
+        for j in self._cpu_models[self._cpu_model_key(v)]:
+            by_cores.setdefault(self.variants[j].allocation, []).append(j)
+        points = [(v.allocation, v.latency_by_batch)]
+        for c, js in by_cores.items():
+            if c != v.allocation and len(js) == 1:
+                points.append((c, self.variants[js[0]].latency_by_batch))
+        prof = self._core_profiles[vi] = CoreProfile(tuple(sorted(points)))
+        return prof
+
+    def cpu_latency_ms(self, variant: Variant | str | int, cores: float, batch: int) -> float:
+        """Predicted latency (ms) of a CPU variant's batch of ``batch`` inputs on ``cores``
+        cores: what a resized replica of it runs at (see :class:`CoreProfile`)."""
+        v = self.variants[self._vi(variant)]
+        if not 1 <= batch <= v.max_batch:
+            raise ConfigError(f"variant {v.variant_id!r} takes batches of 1..{v.max_batch}, not {batch}")
+        if not cores > 0:
+            raise ConfigError(f"variant {v.variant_id!r}: cores must be > 0, got {cores}")
+        return self.cpu_latency_table(variant, cores)[batch]
+
+    def cpu_latency_table(self, variant: Variant | str | int, cores: float) -> tuple[float, ...]:
+        """``latency_by_batch`` of a CPU variant on ``cores`` cores (memoised)."""
+        vi = self._vi(variant)
+        key = (vi, float(cores))
+        hit = self._core_tables.get(key)
+        if hit is None:
+            v = self.variants[vi]
+            hit = v.latency_by_batch if cores == v.allocation else self.core_profile(vi).table(cores, v.max_batch)
+            self._core_tables[key] = hit
+        return hit
 
     def variants_of(self, indices: Sequence[int]) -> list[Variant]:
         return [self.variants[i] for i in indices]

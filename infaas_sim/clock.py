@@ -24,12 +24,21 @@ class WallClockEnvironment(simpy.Environment):
         if factor <= 0:
             raise ValueError("factor must be > 0")
         self.factor = factor
-        self._t0 = time.monotonic()
+        # The clock starts at the first step: set-up before the run (opening sessions,
+        # starting Ray actors) does not eat into the trace's time.
+        self._t0: float | None = None
         self._inbox: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.SimpleQueue()
         self.max_lag_s = 0.0  # how late the loop ran an event (for diagnostics)
 
     def wall(self) -> float:
+        if self._t0 is None:
+            return 0.0
         return (time.monotonic() - self._t0) * self.factor
+
+    def start(self) -> None:
+        """Start the clock now (the first :meth:`step` does it if nobody has)."""
+        if self._t0 is None:
+            self._t0 = time.monotonic()
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Thread-safe: run ``fn(*args)`` on the loop's thread as soon as possible."""
@@ -40,6 +49,7 @@ class WallClockEnvironment(simpy.Environment):
         fn(*args)
 
     def step(self) -> None:
+        self.start()
         while True:
             # Completions that already arrived run first, at the current wall time, but
             # only when no scheduled event is due before it (time never goes backwards).

@@ -7,6 +7,18 @@ their devices: co-located instances' batches queue for a device, as CUDA context
 
 Every query that enters ends in exactly one record: served, or failed with its fault (a
 crashed worker, a failed batch, the end of the run). Rejections happen before the cluster.
+An instance unloaded (or whose worker is removed) while its worker is still starting keeps
+the queries already queued on it: it loads when the worker is up, serves them, then frees.
+
+Latency components of a served query: loading (until its instance was ready), batching (from
+then until its batch closed: full, or its oldest query had waited ``max_wait_s``), queueing
+(from the close until the batch started: the replica was busy, or a shared GPU device was).
+
+Resources: a CPU instance holds ``cores`` of its worker's vCPUs; its latency at those cores
+comes from the catalog's core profile (:meth:`Catalog.cpu_latency_table`), and a resize holds
+the new cores at once and applies the new latency after ``resize_delay_s``. Inferentia
+instances hold NeuronCores. GPU instances time-share their worker's devices (memory is the
+limit), unless loaded with ``exclusive_device``: then one device is theirs alone.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.meter import RateMeter
 from infaas_sim.policy import Action, AddWorker, Load, RemoveWorker, Resize, SetBatch, Unload
-from infaas_sim.variant import Variant, cpu_latency_factor
+from infaas_sim.variant import Variant
 from infaas_sim.view import InstanceState, WorkerState
 
 if TYPE_CHECKING:
@@ -33,6 +45,14 @@ if TYPE_CHECKING:
 
 # AWS bills Linux on-demand instances per second with a one-minute minimum.
 BILLING_MINIMUM_S = 60.0
+# Weight of the newest batch in an instance's observed-latency mean (our choice: about the
+# last ten batches matter).
+EWMA_ALPHA = 0.2
+
+
+def stage_key(app_index: int, stage: int) -> int:
+    """The rate-meter key of one pipeline stage of an application (stages >= 1)."""
+    return app_index * 1024 + stage
 
 
 class Worker:
@@ -49,6 +69,7 @@ class Worker:
         "ready_at",
         "released_at",
         "requested_at",
+        "reserved_devices",
         "slowdown",
         "state",
         "units_used",
@@ -66,7 +87,8 @@ class Worker:
         self.memory_used_mb = 0.0
         self.units_used = 0.0  # cores (cpu) or NeuronCores (inferentia) allocated
         self.instances: list[Instance] = []
-        self.device_busy = 0  # GPU devices running a batch now
+        self.device_busy = 0  # shared GPU devices running a batch now
+        self.reserved_devices = 0  # GPU devices held by exclusive replicas
         self.device_waiters: deque[Instance] = deque()
         self.busy_meter = RateMeter()  # busy unit-seconds per second
         self.slowdown = 1.0
@@ -80,19 +102,32 @@ class Worker:
 
     def free_units(self) -> float:
         if self.kind is HardwareKind.GPU:
-            return float(self.itype.accelerators - self.device_busy)
+            return float(self.shared_devices() - self.device_busy)
         return self.itype.capacity_units - self.units_used
+
+    def shared_devices(self) -> int:
+        """GPU devices that shared (non-exclusive) replicas time-share."""
+        return self.itype.accelerators - self.reserved_devices
+
+    def free_devices(self) -> int:
+        """GPU devices no replica uses: what an exclusive replica can take."""
+        shared_in_use = any(not i.exclusive for i in self.instances)
+        return self.shared_devices() - (1 if shared_in_use else 0)
 
     def instance_views(self) -> Sequence[Instance]:
         return tuple(self.instances)
 
-    def fits(self, variant: Variant, units: float) -> bool:
+    def fits(self, variant: Variant, units: float, exclusive: bool = False) -> bool:
         if variant.hardware is not self.kind or self.state not in (WorkerState.READY, WorkerState.STARTING):
             return False
         if variant.memory_mb > self.free_memory_mb() + 1e-9:
             return False
-        # GPUs are time-shared (memory is the limit); cores and NeuronCores are exclusive.
-        return self.kind is HardwareKind.GPU or units <= self.itype.capacity_units - self.units_used + 1e-9
+        if self.kind is HardwareKind.GPU:
+            # GPUs are time-shared (memory is the limit) unless a replica asks for a device
+            # of its own; shared replicas need at least one device that is not reserved.
+            return self.free_devices() >= 1 if exclusive else self.shared_devices() >= 1
+        # Cores and NeuronCores are exclusive.
+        return units <= self.itype.capacity_units - self.units_used + 1e-9
 
     def cost(self, now: float) -> float:
         end = min(now, self.released_at)
@@ -111,18 +146,23 @@ class Instance:
         "cores",
         "device_wait_since",
         "due_at",
+        "exclusive",
         "idle_since",
         "iid",
         "inflight",
         "inflight_inputs",
         "inputs_done",
+        "last_batch_inputs",
+        "last_batch_ms",
         "last_used",
+        "latency_ratio",
         "latency_table",
         "max_batch",
         "max_wait_s",
         "queue",
         "queued_inputs",
         "ready_at",
+        "resize_seq",
         "state",
         "timer_at",
         "units",
@@ -141,6 +181,7 @@ class Instance:
         cores: float,
         max_batch: int,
         max_wait_s: float,
+        exclusive: bool = False,
     ) -> None:
         self.cluster = cluster
         self.iid = iid
@@ -149,7 +190,13 @@ class Instance:
         self.worker = worker
         self.state = InstanceState.LOADING
         self.cores = cores
-        self.units = cores if variant.hardware is not HardwareKind.GPU else 0.0
+        # A GPU replica with a device of its own (exclusive) holds one device unit; shared
+        # GPU replicas time-share the worker's other devices and hold no unit.
+        self.exclusive = exclusive and variant.hardware is HardwareKind.GPU
+        if variant.hardware is HardwareKind.GPU:
+            self.units = 1.0 if self.exclusive else 0.0
+        else:
+            self.units = cores
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.queue: deque[Query] = deque()
@@ -163,9 +210,13 @@ class Instance:
         self.due_at = 0.0
         self.device_wait_since = -1.0
         self.timer_at = -1.0
+        self.resize_seq = 0
         self.batches_done = 0
         self.inputs_done = 0
         self.busy_time = 0.0
+        self.last_batch_ms = 0.0
+        self.last_batch_inputs = 0
+        self.latency_ratio = 1.0
         self.last_used = cluster.env.now
         self.latency_table: list[float] = []
         self._set_latency_table()
@@ -177,13 +228,22 @@ class Instance:
     def _set_latency_table(self) -> None:
         v = self.variant
         if v.hardware is HardwareKind.CPU and self.cores != v.allocation:
-            f = cpu_latency_factor(v.allocation, self.cores)
-            self.latency_table = [x * f for x in v.latency_by_batch]
+            # The catalog's core profile: its rows of this model at other core counts,
+            # interpolated, and Amdahl's law beyond them.
+            self.latency_table = list(self.cluster.catalog.cpu_latency_table(self.vi, self.cores))
         else:
             self.latency_table = list(v.latency_by_batch)
 
     def latency_ms(self, batch: int) -> float:
         return self.latency_table[batch]
+
+    def observed_latency_ms(self, batch: int) -> float:
+        """Profiled latency at this allocation scaled by the recent observed / profiled ratio."""
+        return self.latency_table[batch] * self.latency_ratio
+
+    def arrival_rate(self, window_s: float) -> float:
+        """Queries per second queued on this instance over the last ``window_s`` seconds."""
+        return self.cluster.instance_meter.rate(self.iid, self.cluster.env.now, window_s)
 
     def backlog_s(self, now: float) -> float:
         """Estimated time until a query queued now would start: loading, the running batch,
@@ -213,17 +273,17 @@ class Instance:
         now = env.now
         if self.queued_inputs < self.max_batch and self.max_wait_s > 0:
             head = self.queue[0]
-            deadline = max(head.enqueued, self.ready_at, self.idle_since) + self.max_wait_s
+            # The oldest query's wait counts from when it could first have run: its arrival
+            # at the queue, or the instance's readiness if it came while loading.
+            deadline = max(head.enqueued, self.ready_at) + self.max_wait_s
             if now < deadline:
                 if self.timer_at != deadline:
                     self.timer_at = deadline
                     env.timeout(deadline - now).callbacks.append(self._on_timer)
                 return
-        if self.device_wait_since < 0:
-            self.due_at = now
         w = self.worker
-        if w.kind is HardwareKind.GPU:
-            if w.device_busy >= w.itype.accelerators:
+        if w.kind is HardwareKind.GPU and not self.exclusive:
+            if w.device_busy >= w.shared_devices():
                 if self.device_wait_since < 0:
                     self.device_wait_since = now
                     w.device_waiters.append(self)
@@ -246,10 +306,23 @@ class Instance:
             q = queue.popleft()
             inputs += q.batch
             batch.append(q)
-        if not batch:  # a query larger than the batcher's limit still runs, alone
+        if not batch:  # a query larger than the batcher's limit (not the variant's) runs alone
             q = queue.popleft()
             inputs = q.batch
             batch.append(q)
+        # When the batch closed: when it filled (its last query, or the next one that did not
+        # fit, arrived) or its oldest query had waited max_wait_s, whichever came first. Time
+        # before that is batching; time after it, until the batch starts, is queueing (for
+        # the replica or for a shared GPU device).
+        ready = self.ready_at
+        head_avail = max(batch[0].enqueued, ready)
+        if inputs >= limit:
+            full_at = max(batch[-1].enqueued, ready)
+        elif queue:
+            full_at = max(queue[0].enqueued, ready)
+        else:
+            full_at = math.inf
+        self.due_at = min(full_at, head_avail + self.max_wait_s)
         self.queued_inputs -= inputs
         self.busy = True
         self.inflight = batch
@@ -270,11 +343,19 @@ class Instance:
         exec_s = now - start
         w = self.worker
         if w.kind is HardwareKind.GPU:
-            w.device_busy -= 1
+            if not self.exclusive:
+                w.device_busy -= 1
             w.busy_meter.add(0, now, exec_s)
         else:
             w.busy_meter.add(0, now, exec_s * self.units)
         self.busy_time += exec_s
+        # Recent observed batch latency: the last batch, and an exponentially weighted mean
+        # of observed / profiled latency (so batches of any size compare; it shows slow-downs
+        # and noise), which policies read through observed_latency_ms.
+        self.last_batch_ms = exec_s * 1000
+        self.last_batch_inputs = inputs
+        ratio = self.last_batch_ms / self.latency_table[min(inputs, len(self.latency_table) - 1)]
+        self.latency_ratio = EWMA_ALPHA * ratio + (1 - EWMA_ALPHA) * self.latency_ratio if self.batches_done else ratio
         if ev.ok:
             self.batches_done += 1
             self.inputs_done += inputs
@@ -331,7 +412,10 @@ class Cluster:
         self.variant_input_meter = RateMeter()
         self.app_meter = RateMeter()
         self.total_meter = RateMeter()
+        self.instance_meter = RateMeter()  # queries queued per instance id
+        self.stage_meter = RateMeter()  # pipeline stages >= 1 submitted, per stage_key
         self.unplaced_loads = 0
+        self.unplaced_by_kind: dict[HardwareKind, int] = {}
         self.action_log: list[tuple[float, str]] = []
         self._next_wid = 0
         self._next_iid = 0
@@ -371,12 +455,21 @@ class Cluster:
         return w
 
     def _worker_ready(self, w: Worker) -> None:
-        if w.state is not WorkerState.STARTING:
-            return
-        w.state = WorkerState.READY
+        if w.state is WorkerState.STARTING:
+            w.state = WorkerState.READY
+        elif w.state is not WorkerState.DRAINING:
+            return  # released or crashed while starting
         for inst in list(w.instances):
             if inst.state is InstanceState.LOADING:
                 self._start_load(inst)
+            elif inst.state is InstanceState.DRAINING:
+                # Unloaded while its worker was starting: queries already queued on it still
+                # run (load, serve, then free); without any, it is freed now.
+                if inst.queue:
+                    self._start_load(inst)
+                else:
+                    self._finish_unload(inst)
+        self._maybe_release(w)
 
     def remove_worker(self, wid: int) -> None:
         w = self.workers.get(wid)
@@ -386,9 +479,11 @@ class Cluster:
         if live <= self.min_workers[w.kind]:
             return
         self.action_log.append((self.env.now, f"remove worker {wid}"))
-        w.state = WorkerState.DRAINING
+        # Unload first, while the worker's state still says whether it is starting (an
+        # instance on a starting worker without queued work is freed at once), then drain.
         for inst in list(w.instances):
             self.unload(inst.iid)
+        w.state = WorkerState.DRAINING
         self._maybe_release(w)
 
     def _maybe_release(self, w: Worker) -> None:
@@ -420,16 +515,19 @@ class Cluster:
         w.released_at = now
 
     # --- instances ----------------------------------------------------------------------
-    def place(self, variant: Variant, units: float, prefer: int | None = None) -> Worker | None:
+    def place(
+        self, variant: Variant, units: float, prefer: int | None = None, exclusive: bool = False
+    ) -> Worker | None:
         """The worker a new instance would go to: ``prefer`` if it fits, else the fitting
-        worker with the most free units (ready before starting), else None."""
+        worker with the most free units (ready before starting), else None. ``exclusive``:
+        a GPU replica that needs a device no other replica uses."""
         if prefer is not None:
             w = self.workers.get(prefer)
-            return w if w is not None and w.fits(variant, units) else None
+            return w if w is not None and w.fits(variant, units, exclusive) else None
         best: Worker | None = None
         best_key: tuple[int, float, float] = (2, 0.0, 0.0)
         for w in self.workers.values():
-            if w.kind is variant.hardware and w.fits(variant, units):
+            if w.kind is variant.hardware and w.fits(variant, units, exclusive):
                 key = (0 if w.state is WorkerState.READY else 1, -w.free_units(), -w.free_memory_mb())
                 if best is None or key < best_key:
                     best, best_key = w, key
@@ -443,6 +541,7 @@ class Cluster:
         max_batch: int | None = None,
         allow_new_worker: bool = True,
         instant: bool = False,
+        exclusive_device: bool = False,
     ) -> Instance | None:
         vi = self.catalog.index_of.get(variant_id)
         if vi is None:
@@ -453,24 +552,31 @@ class Cluster:
         c = variant.allocation if cores is None else float(cores)
         if c <= 0:
             raise ConfigError(f"load {variant_id}: cores must be > 0, got {cores}")
-        w = self.place(variant, c, worker_id)
+        exclusive = exclusive_device and variant.hardware is HardwareKind.GPU
+        w = self.place(variant, c, worker_id, exclusive)
         if w is None and worker_id is None and allow_new_worker:
             w = self.add_worker(self.type_by_kind[variant.hardware], instant=instant)
-            if w is not None and not w.fits(variant, c):
+            if w is not None and not w.fits(variant, c, exclusive):
                 raise ConfigError(f"variant {variant_id!r} does not fit on an empty {w.itype.name}")
         if w is None:
             self.unplaced_loads += 1
+            self.unplaced_by_kind[variant.hardware] = self.unplaced_by_kind.get(variant.hardware, 0) + 1
             return None
         mb = variant.max_batch if max_batch is None else max(1, min(max_batch, variant.max_batch))
-        inst = Instance(self, self._next_iid, vi, variant, w, c, mb, self.default_max_wait_s)
+        inst = Instance(self, self._next_iid, vi, variant, w, c, mb, self.default_max_wait_s, exclusive)
         self._next_iid += 1
         self.instances[inst.iid] = inst
         w.instances.append(inst)
         w.memory_used_mb += variant.memory_mb
         w.units_used += inst.units
+        if exclusive:
+            w.reserved_devices += 1
         self.routable.setdefault(vi, []).append(inst)
-        self.action_log.append((self.env.now, f"load {variant_id} as instance {inst.iid} on worker {w.wid}"))
+        extra = f", {c:g} cores" if variant.hardware is HardwareKind.CPU and c != variant.allocation else ""
+        extra += ", own device" if exclusive else ""
+        self.action_log.append((self.env.now, f"load {variant_id} as instance {inst.iid} on worker {w.wid}{extra}"))
         if instant:
+            self.executor.load_now(inst)
             inst.state = InstanceState.READY
             inst.ready_at = self.env.now
             inst.idle_since = self.env.now
@@ -529,6 +635,10 @@ class Cluster:
             w.instances.remove(inst)
             w.memory_used_mb -= inst.variant.memory_mb
             w.units_used -= inst.units
+            if inst.exclusive:
+                w.reserved_devices -= 1
+                if w.device_waiters:
+                    self._wake_device_waiters(w)
         self.instances.pop(inst.iid, None)
         self.executor.unload(inst)
         self._maybe_release(w)
@@ -539,35 +649,56 @@ class Cluster:
             lst.remove(inst)
 
     def resize(self, iid: int, cores: float) -> bool:
-        """Vertical scaling of a CPU instance; takes effect after ``resize_delay_s``."""
+        """Vertical scaling of a CPU instance in place, within its worker's cores. The cores
+        are held at once; the new latency (the catalog's core profile) applies after
+        ``resize_delay_s``. A refused resize is logged with its reason."""
         inst = self.instances.get(iid)
-        if inst is None or inst.variant.hardware is not HardwareKind.CPU or cores <= 0:
+        now = self.env.now
+        if inst is None:
+            self.action_log.append((now, f"resize instance {iid} refused: no such instance"))
+            return False
+        if inst.variant.hardware is not HardwareKind.CPU or not cores > 0:
+            self.action_log.append(
+                (now, f"resize instance {iid} refused: only CPU instances resize, to > 0 cores (asked {cores:g})")
+            )
             return False
         w = inst.worker
         if w.units_used - inst.units + cores > w.itype.capacity_units + 1e-9:
+            self.action_log.append(
+                (now, f"resize instance {iid} to {cores:g} cores refused: worker {w.wid} has "
+                      f"{w.itype.capacity_units - w.units_used + inst.units:g} cores for it")
+            )  # fmt: skip
             return False
-        self.action_log.append((self.env.now, f"resize instance {iid} to {cores:g} cores"))
+        self.action_log.append((now, f"resize instance {iid} to {cores:g} cores"))
         w.units_used += cores - inst.units
         inst.units = cores
+        inst.resize_seq += 1
+        seq = inst.resize_seq
 
         def apply(_e: simpy.Event) -> None:
-            inst.cores = cores
-            inst._set_latency_table()
+            if inst.resize_seq == seq:  # a later resize supersedes this one
+                inst.cores = cores
+                inst._set_latency_table()
 
         self.env.timeout(self.resize_delay_s).callbacks.append(apply)
         return True
 
     def set_batch(self, iid: int, max_batch: int, max_wait_s: float | None) -> None:
         inst = self.instances.get(iid)
+        now = self.env.now
         if inst is None:
+            self.action_log.append((now, f"set batch of instance {iid} refused: no such instance"))
             return
         inst.max_batch = max(1, min(max_batch, inst.variant.max_batch))
         if max_wait_s is not None:
             inst.max_wait_s = max(0.0, max_wait_s)
+        self.action_log.append(
+            (now, f"set batch of instance {iid} to {inst.max_batch}, max wait {inst.max_wait_s * 1000:g} ms")
+        )
         inst.try_dispatch()
 
     def _wake_device_waiters(self, w: Worker) -> None:
-        while w.device_waiters and w.device_busy < w.itype.accelerators:
+        while w.device_waiters and w.device_busy < w.shared_devices():
             inst = w.device_waiters.popleft()
             inst.device_wait_since = -1.0
             before = w.device_busy
@@ -577,13 +708,17 @@ class Cluster:
 
     # --- queries ------------------------------------------------------------------------
     def enqueue(self, inst: Instance, q: Query) -> None:
-        self.variant_meter.add(inst.vi, q.arrival)
-        self.variant_input_meter.add(inst.vi, q.arrival, q.batch)
+        now = self.env.now
+        self.variant_meter.add(inst.vi, now)
+        self.variant_input_meter.add(inst.vi, now, q.batch)
+        self.instance_meter.add(inst.iid, now)
         inst.enqueue(q)
 
     def apply(self, actions: Iterable[Action], instant: bool = False) -> None:
         handlers: dict[type, Callable[..., object]] = {
-            Load: lambda a: self.load(a.variant_id, a.worker_id, a.cores, a.max_batch, a.allow_new_worker, instant),
+            Load: lambda a: self.load(
+                a.variant_id, a.worker_id, a.cores, a.max_batch, a.allow_new_worker, instant, a.exclusive_device
+            ),
             Unload: lambda a: self.unload(a.instance_id),
             Resize: lambda a: self.resize(a.instance_id, a.cores),
             SetBatch: lambda a: self.set_batch(a.instance_id, a.max_batch, a.max_wait_s),

@@ -4,12 +4,18 @@
 (a memoised catalog index), asks the policy where to run it, and queues it there, or records
 the rejection with its reason. Admission control rejects a query whose instance's queue is
 already longer than ``max_queue_s`` of work, so that memory stays bounded under overload.
+
+Pipelines: when a non-final stage of a query completes, the recorder hands it back here and
+the next stage is submitted at that same instant (from a zero-delay event, so that it is
+routed after the completing batch's bookkeeping). Each stage goes through the same path:
+candidates for the stage's requirement, the policy's ``route`` (which reads ``query.stage``,
+``query.requirement`` and ``query.remaining_slo_ms(now)``), admission, queueing.
 """
 
 from __future__ import annotations
 
 from infaas_sim.catalog import Catalog
-from infaas_sim.cluster import Cluster
+from infaas_sim.cluster import Cluster, stage_key
 from infaas_sim.metrics import Recorder
 from infaas_sim.policy import LoadThenServe, Policy, Serve
 from infaas_sim.query import Query
@@ -23,15 +29,26 @@ class Controller:
         self.recorder = recorder
         self.view = ClusterView(cluster)
         self.catalog: Catalog = cluster.catalog
+        recorder.on_stage_done = self._stage_done
 
     def submit(self, q: Query) -> None:
+        """A query arrives."""
         cluster = self.cluster
-        rec = self.recorder
         now = cluster.env.now
-        rec.arrived += 1
+        self.recorder.arrived += 1
         cluster.app_meter.add(q.app.index, now)
         cluster.total_meter.add(0, now)
-        cands = self.catalog.candidates(q.app.requirement, q.batch)
+        self._route(q, now)
+
+    def _stage_done(self, q: Query, now: float) -> None:
+        q.next_stage(now)
+        self.cluster.stage_meter.add(stage_key(q.app.index, q.stage), now)
+        self.cluster.env.timeout(0).callbacks.append(lambda _e: self._route(q, self.cluster.env.now))
+
+    def _route(self, q: Query, now: float) -> None:
+        cluster = self.cluster
+        rec = self.recorder
+        cands = self.catalog.candidates(q.requirement, q.batch)
         if not cands.indices:
             rec.rejected(q, cands.reason, now)
             return
@@ -41,8 +58,15 @@ class Controller:
             if inst is None or inst.state not in (InstanceState.READY, InstanceState.LOADING):
                 rec.rejected(q, f"policy {self.policy.name} chose instance {d.instance.iid}, which is gone", now)
                 return
+            if inst.vi not in cands.members:
+                rec.rejected(q, self._not_a_candidate(inst.variant.variant_id, q), now)
+                return
         elif isinstance(d, LoadThenServe):
-            inst = cluster.load(d.variant_id, d.worker_id)
+            vi = self.catalog.index_of.get(d.variant_id, -1)
+            if vi not in cands.members:
+                rec.rejected(q, self._not_a_candidate(d.variant_id, q), now)
+                return
+            inst = cluster.load(d.variant_id, d.worker_id, d.cores, d.max_batch, exclusive_device=d.exclusive_device)
             if inst is None:
                 rec.rejected(q, f"no room to load {d.variant_id} (worker limit reached)", now)
                 return
@@ -58,3 +82,11 @@ class Controller:
             )
             return
         cluster.enqueue(inst, q)
+
+    def _not_a_candidate(self, variant_id: str, q: Query) -> str:
+        # Candidates already exclude variants whose max batch is below the query's batch, so
+        # this also refuses a query larger than the chosen instance's variant can run.
+        return (
+            f"policy {self.policy.name} chose variant {variant_id} which does not meet the query's "
+            f"requirement ({q.requirement.describe()}, batch {q.batch})"
+        )

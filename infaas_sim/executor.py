@@ -40,6 +40,10 @@ class Executor(ABC):
         """An event that succeeds when the batch is done; it fails with the fault if the
         batch could not run (the cluster fails those queries with it)."""
 
+    def load_now(self, instance: Instance) -> None:  # noqa: B027 - optional hook
+        """Make ``instance`` ready at once: it was loaded instantly (the policy's set-up,
+        before traffic starts). Real executors open its session here, synchronously."""
+
     def unload(self, instance: Instance) -> None:  # noqa: B027 - optional hook
         """Free whatever ``load`` holds."""
 

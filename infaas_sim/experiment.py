@@ -19,7 +19,7 @@ from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, HardwareKind, InstanceType, parse_kind
 from infaas_sim.policy import make_policy
-from infaas_sim.query import Application, Level, Requirement
+from infaas_sim.query import Application, Level, Pipeline, Requirement
 from infaas_sim.simulation import ClusterSpec, Fault, RunResult, RunSpec, Workload, run_simulation
 
 
@@ -57,43 +57,62 @@ def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
     if not apps_cfg:
         raise ConfigError("config: workload.apps must list at least one application")
     apps = []
-    allowed = {"name", "level", "target", "dataset", "slo_ms", "min_accuracy", "share", "batch"}
+    allowed = {"name", "level", "target", "dataset", "slo_ms", "min_accuracy", "share", "batch", "stages"}
     for i, a in enumerate(apps_cfg):
         a = dict(a)
         name = str(a.get("name", f"app{i}"))
-        _only(f"workload.apps[{name}]", a, allowed)
-        try:
-            level = Level(a.get("level", "task"))
-        except ValueError:
-            raise ConfigError(
-                f"config: workload.apps[{name}].level must be variant, architecture or task, got {a.get('level')!r}"
-            ) from None
-        if "target" not in a:
-            raise ConfigError(f"config: workload.apps[{name}] needs a target (variant, architecture or task)")
-        slo = a.get("slo_ms")
-        req = Requirement(
-            level=level,
-            target=str(a["target"]),
-            dataset=str(a.get("dataset", "")),
-            slo_ms=None if slo is None else _number(f"workload.apps[{name}]", "slo_ms", slo),
-            min_accuracy=_number(f"workload.apps[{name}]", "min_accuracy", a.get("min_accuracy", 0.0)),
-        )
-        apps.append(
-            Application(
-                name=name,
-                requirement=req,
-                share=_number(f"workload.apps[{name}]", "share", a.get("share", 1.0)),
-                batch=_number(f"workload.apps[{name}]", "batch", a.get("batch", 1), int),
-                index=i,
+        where = f"workload.apps[{name}]"
+        _only(where, a, allowed)
+        share = _number(where, "share", a.get("share", 1.0))
+        batch = _number(where, "batch", a.get("batch", 1), int)
+        if "stages" in a:
+            # A pipeline: ``stages`` lists each stage's requirement (level, target, dataset,
+            # min_accuracy, optional slo_ms: that stage's own bound, default the end-to-end
+            # one); the app's ``slo_ms`` is end to end.
+            stray = sorted(set(a) & {"level", "target", "dataset", "min_accuracy"})
+            if stray:
+                raise ConfigError(f"config: {where} has stages, so {stray} belong in each stage")
+            if a.get("slo_ms") is None:
+                raise ConfigError(f"config: {where} is a pipeline and needs an end-to-end slo_ms")
+            slo = _number(where, "slo_ms", a["slo_ms"])
+            stages_cfg = a["stages"]
+            if not isinstance(stages_cfg, list | tuple) or not stages_cfg:
+                raise ConfigError(f"config: {where}.stages must list at least one stage")
+            stages = tuple(
+                _requirement(f"{where}.stages[{k}]", {"slo_ms": slo, **dict(st)}, with_stages=False)
+                for k, st in enumerate(stages_cfg)
             )
-        )
+            apps.append(Application.of_pipeline(name, Pipeline(stages, slo), share=share, batch=batch, index=i))
+            continue
+        apps.append(Application(name=name, requirement=_requirement(where, a), share=share, batch=batch, index=i))
     return apps
 
 
-def build_workload(trace_cfg: Mapping[str, Any], apps: list[Application], duration_s: float, seed: int) -> Workload:
-    from traces.mix import assign_apps
+def _requirement(where: str, a: Mapping[str, Any], with_stages: bool = True) -> Requirement:
+    """One requirement from an app's (or a pipeline stage's) keys."""
+    if not with_stages:
+        _only(where, a, {"level", "target", "dataset", "slo_ms", "min_accuracy"})
+    try:
+        level = Level(a.get("level", "task"))
+    except ValueError:
+        raise ConfigError(
+            f"config: {where}.level must be variant, architecture or task, got {a.get('level')!r}"
+        ) from None
+    if "target" not in a:
+        raise ConfigError(f"config: {where} needs a target (variant, architecture or task)")
+    slo = a.get("slo_ms")
+    return Requirement(
+        level=level,
+        target=str(a["target"]),
+        dataset=str(a.get("dataset", "")),
+        slo_ms=None if slo is None else _number(where, "slo_ms", slo),
+        min_accuracy=_number(where, "min_accuracy", a.get("min_accuracy", 0.0)),
+    )
 
+
+def build_workload(trace_cfg: Mapping[str, Any], apps: list[Application], duration_s: float, seed: int) -> Workload:
     from traces import make_trace
+    from traces.mix import assign_apps
 
     params = dict(trace_cfg)
     name = params.pop("name", None)

@@ -1,12 +1,20 @@
 """Outcome records, the per-second timeline, and the run summary.
 
 The recorder keeps one tuple per query on the hot path and builds columns once at the end.
+
+Pipelines: a query's record is written once, when its last stage completes (or a stage is
+rejected or fails). Its top-level latency components are sums over its stages, ``variant``,
+``hardware``, ``worker``, ``instance`` and ``exec_batch`` are the last completed stage's,
+``accuracy`` the mean of its stages' accuracies, and ``latency_ms`` / ``slo_ms`` /
+``slo_met`` are end to end. The ``stage_*`` columns hold one list entry per completed stage
+(None for a single-model application): ``stage_variants``, ``stage_latency_ms`` (submit to
+completion of the stage) and the stage's ``queueing``/``loading``/``batching``/``execution``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +49,15 @@ QUERY_COLUMNS = [
     "slo_ms",
     "slo_met",
     "accuracy",
+    "stages",
+    "stage_variants",
+    "stage_latency_ms",
+    "stage_queueing_ms",
+    "stage_loading_ms",
+    "stage_batching_ms",
+    "stage_execution_ms",
 ]
+_STAGE_LISTS = ("stage_queueing_ms", "stage_loading_ms", "stage_batching_ms", "stage_execution_ms")
 
 _SERVED, _REJECTED, _FAILED = 0, 1, 2
 _STATUS_NAMES = [Status.SERVED.value, Status.REJECTED.value, Status.FAILED.value]
@@ -59,8 +75,11 @@ class Recorder:
         self.apps = list(apps)
         self.arrived = 0
         # (qid, app, arrival, status, reason, vi, worker, iid, batch, exec_batch,
-        #  queueing, loading, batching, execution, completion)
+        #  queueing, loading, batching, execution, completion, stage log or None)
         self.rows: list[tuple[Any, ...]] = []
+        # Called with (query, now) when a pipeline query's non-final stage completes: the
+        # controller submits the next stage.
+        self.on_stage_done: Callable[[Query, float], None] | None = None
 
     def arrival(self) -> None:
         self.arrived += 1
@@ -68,33 +87,66 @@ class Recorder:
     def served_batch(
         self, batch: Sequence[Query], inst: Instance, start: float, end: float, inputs: int, due_at: float
     ) -> None:
+        # A query's wait splits at its instance's readiness and at its batch's close
+        # (``due_at``: full, or its oldest query waited max_wait_s): loading until ready,
+        # batching from then until the batch closed, queueing from the close to the start.
         ready = inst.ready_at
-        idle_since = inst.idle_since
         vi = inst.vi
         wid = inst.worker.wid
         iid = inst.iid
         execution = end - start
+        close = due_at if due_at < start else start
         append = self.rows.append
         for q in batch:
             enq = q.enqueued
             loading = ready - enq if ready > enq else 0.0
             avail = enq + loading
-            idle = avail if avail > idle_since else idle_since
-            batching = due_at - idle if due_at > idle else 0.0
-            queueing = start - q.arrival - loading - batching
-            append(
-                (q.qid, q.app.index, q.arrival, _SERVED, None, vi, wid, iid, q.batch, inputs,
-                 queueing if queueing > 0 else 0.0, loading, batching, execution, end)
-            )  # fmt: skip
+            batching = close - avail if close > avail else 0.0
+            queueing = start - q.submitted - loading - batching
+            if queueing < 0:
+                queueing = 0.0
+            log = q.stage_log
+            if log is None:
+                append((q.qid, q.app.index, q.arrival, _SERVED, None, vi, wid, iid, q.batch, inputs,
+                        queueing, loading, batching, execution, end, None))  # fmt: skip
+                continue
+            log.append((vi, wid, iid, inputs, queueing, loading, batching, execution, q.submitted, end))
+            if q.last_stage:
+                append(self._pipeline_row(q, _SERVED, None, end))
+            elif self.on_stage_done is not None:
+                self.on_stage_done(q, end)
+            else:
+                raise AccountingError(f"query {q.qid} finished stage {q.stage} but nothing submits the next stage")
+
+    def _pipeline_row(self, q: Query, status: int, reason: str | None, now: float) -> tuple[Any, ...]:
+        """The one record of a pipeline query: sums over its completed stages."""
+        log = q.stage_log or []
+        qu = sum(r[4] for r in log)
+        lo = sum(r[5] for r in log)
+        ba = sum(r[6] for r in log)
+        ex = sum(r[7] for r in log)
+        vi, wid, iid, inputs = log[-1][:4] if log else (-1, -1, -1, 0)
+        if status != _SERVED:
+            vi, wid, iid, inputs = -1, -1, -1, 0
+            n = len(q.app.stages)
+            reason = f"stage {q.stage + 1} of {n} ({q.requirement.describe()}): {reason}"
+        return (q.qid, q.app.index, q.arrival, status, reason, vi, wid, iid, q.batch, inputs,
+                qu, lo, ba, ex, now, tuple(log))  # fmt: skip
 
     def failed_batch(self, batch: Sequence[Query], fault: str, now: float) -> None:
         for q in batch:
+            if q.stage_log is not None:
+                self.rows.append(self._pipeline_row(q, _FAILED, fault, now))
+                continue
             self.rows.append((q.qid, q.app.index, q.arrival, _FAILED, fault, -1, -1, -1, q.batch, 0,
-                              0.0, 0.0, 0.0, 0.0, now))  # fmt: skip
+                              0.0, 0.0, 0.0, 0.0, now, None))  # fmt: skip
 
     def rejected(self, q: Query, reason: str, now: float) -> None:
+        if q.stage_log is not None:
+            self.rows.append(self._pipeline_row(q, _REJECTED, reason, now))
+            return
         self.rows.append((q.qid, q.app.index, q.arrival, _REJECTED, reason, -1, -1, -1, q.batch, 0,
-                          0.0, 0.0, 0.0, 0.0, now))  # fmt: skip
+                          0.0, 0.0, 0.0, 0.0, now, None))  # fmt: skip
 
     def check_conservation(self) -> None:
         """Every arrived query has exactly one outcome: arrivals = served + rejected + failed."""
@@ -106,7 +158,8 @@ class Recorder:
 
     def frame(self) -> pd.DataFrame:
         """Per-query records, sorted by query id, with names rather than indexes."""
-        cols = list(zip(*self.rows, strict=True)) if self.rows else [() for _ in range(15)]
+        cols = list(zip(*self.rows, strict=True)) if self.rows else [() for _ in range(16)]
+        logs = cols.pop()  # stage logs: tuples of tuples, kept out of numpy
         qid, app, arrival, status, reason, vi, wid, iid, batch, exec_batch, qu, lo, ba, ex, comp = (
             np.asarray(c) for c in cols
         )
@@ -119,7 +172,7 @@ class Recorder:
         hw_names = np.array([v.hardware.value for v in variants] + [""], dtype=object)
         accs = np.array([v.accuracy for v in variants] + [np.nan])
         app_names = np.array([a.name for a in self.apps], dtype=object)
-        slos = np.array([a.requirement.slo_ms if a.requirement.slo_ms is not None else np.inf for a in self.apps])
+        slos = np.array([a.slo_ms if a.slo_ms is not None else np.inf for a in self.apps])
         status_i = status.astype(np.int64)[order] if n else np.array([], dtype=np.int64)
         f = {
             "qid": qid.astype(np.int64)[order] if n else np.array([], dtype=np.int64),
@@ -143,9 +196,42 @@ class Recorder:
         f["slo_ms"] = slos[app_i] if n else np.array([])
         f["slo_met"] = served & (np.asarray(f["latency_ms"]) <= np.asarray(f["slo_ms"]) + 1e-9)
         f["accuracy"] = np.where(served, accs[vi_i], np.nan) if n else np.array([])
+        self._stage_columns(f, logs, order, served, accs, var_names)
         frame = pd.DataFrame(f, columns=QUERY_COLUMNS)
         frame["reason"] = frame["reason"].astype(object).where(frame["reason"].notna(), None)
         return frame
+
+    def _stage_columns(
+        self,
+        f: dict[str, Any],
+        logs: Sequence[Any],
+        order: np.ndarray,
+        served: np.ndarray,
+        accs: np.ndarray,
+        var_names: np.ndarray,
+    ) -> None:
+        """The per-stage list columns (None for single-model rows) and pipeline accuracy."""
+        n = len(order)
+        n_stages = np.array([len(a.stages) for a in self.apps], dtype=np.int64)
+        f["stages"] = n_stages[np.asarray(f["app"].codes, dtype=np.int64)] if n else np.array([], dtype=np.int64)
+        lists: dict[str, np.ndarray] = {
+            name: np.full(n, None, dtype=object) for name in ("stage_variants", "stage_latency_ms", *_STAGE_LISTS)
+        }
+        f.update(lists)
+        if not any(a.pipeline is not None for a in self.apps):
+            return  # no stage logs to read: skip the per-row loop
+        acc = np.asarray(f["accuracy"], dtype=float)
+        for pos, row in enumerate(order.tolist() if n else []):
+            log = logs[row]
+            if log is None:
+                continue
+            lists["stage_variants"][pos] = [str(var_names[r[0]]) for r in log]
+            lists["stage_latency_ms"][pos] = [(r[9] - r[8]) * 1000 for r in log]
+            for k, name in enumerate(_STAGE_LISTS):
+                lists[name][pos] = [r[4 + k] * 1000 for r in log]
+            if served[pos]:
+                acc[pos] = float(np.mean([accs[r[0]] for r in log]))
+        f["accuracy"] = acc
 
 
 @dataclass

@@ -30,10 +30,14 @@ class Serve:
 
 @dataclass(frozen=True, slots=True)
 class LoadThenServe:
-    """Load ``variant_id`` (on ``worker_id``, or wherever it fits) and queue the query on it."""
+    """Load ``variant_id`` (on ``worker_id``, or wherever it fits) and queue the query on it.
+    ``cores``, ``max_batch`` and ``exclusive_device`` mean what they mean in :class:`Load`."""
 
     variant_id: str
     worker_id: int | None = None
+    cores: float | None = None
+    max_batch: int | None = None
+    exclusive_device: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,9 @@ class Load:
     cores: float | None = None  # CPU allocation; None = the variant's profiled allocation
     max_batch: int | None = None  # batcher limit; None = the variant's max batch
     allow_new_worker: bool = True
+    # GPU only: the replica gets a device of its own (placed only where a device is free, and
+    # no other replica runs on it); False: it time-shares the worker's devices by memory.
+    exclusive_device: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +120,18 @@ class Policy(ABC):
 
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         """Actions applied before traffic starts (pre-provisioned, no start-up delay).
-        ``hints`` give each application's mean and peak rate, as an operator knows them."""
+        ``hints`` give each application's mean and peak rate, as an operator knows them.
+        A pipeline application has ``app.pipeline`` set: ``app.stages`` are its stages'
+        requirements, ``app.slo_ms`` its end-to-end SLO; every query of it passes each stage."""
         return []
 
     @abstractmethod
     def route(self, query: Query, candidates: Candidates, view: ClusterView) -> Decision:
         """Pick where one query runs. ``candidates`` are the catalog's variants that meet its
-        requirement at its batch size, fastest first (never empty)."""
+        requirement at its batch size, fastest first (never empty). The controller rejects a
+        choice outside them. For a pipeline application ``route`` is called once per stage:
+        ``query.stage`` is the stage, ``query.requirement`` its requirement, and
+        ``query.remaining_slo_ms(view.now)`` what is left of the end-to-end SLO."""
 
     def autoscale(self, view: ClusterView) -> list[Action]:
         return []

@@ -3,6 +3,13 @@
 Plain data in (specs, arrival arrays), plain data out (:class:`RunResult` frames and a
 summary dict); the SimPy engine stays at the edge. The same function runs on virtual time
 (``simpy.Environment``) or wall-clock time (:class:`~infaas_sim.clock.WallClockEnvironment`).
+
+A workload with arrivals after ``run.duration_s`` is refused (a ConfigError naming how many),
+so that every arrival of a run has a record. Queries still queued or running at
+``duration_s + drain_s`` fail with a reason saying so. The autoscale ticker resets the
+cluster's unplaced-load counts before applying the policy's actions, so the next tick's view
+reports this tick's failed placements and the route's since (``view.unplaced()`` and
+``view.unplaced_loads_by_kind()``).
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ class ClusterSpec:
     min_workers: Mapping[HardwareKind, int] = field(default_factory=dict)
     max_workers: Mapping[HardwareKind, int] = field(default_factory=dict)
     max_queue_s: float = 30.0
+    # In-place vertical scaling: cores are held at once, the new latency applies after this
+    # delay. 1 s is our assumption (a cgroup CPU-quota update is near-instant; Kubernetes'
+    # in-place pod resize goes through the kubelet's sync, about a second); the shipped
+    # cluster configs set it explicitly.
     resize_delay_s: float = 1.0
     max_wait_s: float = 0.0  # default batcher wait (0: dispatch whatever is queued)
 
@@ -77,7 +88,7 @@ class Fault:
 class RunSpec:
     duration_s: float
     seed: int = 0
-    drain_s: float = 60.0  # after the last arrival, how long in-flight queries may finish
+    drain_s: float = 60.0  # after duration_s, how long queued and running queries may finish
     sample_s: float = 1.0
     progress: bool = False
     faults: Sequence[Fault] = ()
@@ -135,9 +146,11 @@ def validate_apps(catalog: Catalog, apps: Sequence[Application]) -> None:
         if a.name in names:
             raise ConfigError(f"application {a.name!r} is defined twice")
         names.add(a.name)
-        cands = catalog.candidates(a.requirement, a.batch)
-        if not cands.indices:
-            raise ConfigError(f"application {a.name!r}: {cands.reason}")
+        for k, req in enumerate(a.stages):
+            cands = catalog.candidates(req, a.batch)
+            if not cands.indices:
+                where = f" stage {k + 1}" if a.pipeline is not None else ""
+                raise ConfigError(f"application {a.name!r}{where}: {cands.reason}")
 
 
 def run_simulation(
@@ -150,6 +163,13 @@ def run_simulation(
     env: simpy.Environment | None = None,
 ) -> RunResult:
     validate_apps(catalog, workload.apps)
+    late = int(np.count_nonzero(workload.times > run.duration_s)) if len(workload.times) else 0
+    if late:
+        # Refused rather than recorded: a trace longer than its run is a configuration mistake.
+        raise ConfigError(
+            f"workload: {late} arrival(s) after run.duration_s = {run.duration_s:g} s (the last at "
+            f"{float(workload.times[-1]):g} s); lengthen the run or cut the trace"
+        )
     env = env if env is not None else simpy.Environment()
     wall0 = time.perf_counter()
     recorder = Recorder(catalog, workload.apps)
@@ -188,7 +208,10 @@ def run_simulation(
         deadline = run.duration_s + run.drain_s
         while (not done["arrivals"] or len(recorder.rows) < recorder.arrived) and env.peek() <= deadline:
             env.step()
-        cluster.close(f"still queued when the run ended ({run.drain_s:g} s after the last arrival)")
+        cluster.close(
+            f"still queued when the run ended (t = {deadline:g} s: run.duration_s {run.duration_s:g} s "
+            f"+ run.drain_s {run.drain_s:g} s)"
+        )
     finally:
         executor.close()
     recorder.check_conservation()
@@ -233,8 +256,12 @@ def _ticker(
 ) -> Generator[simpy.Event, Any, None]:
     while True:
         yield env.timeout(tick_s)
-        cluster.apply(policy.autoscale(view))
+        actions = policy.autoscale(view)
+        # Reset before applying: the next tick's view counts this tick's unplaced loads and
+        # the route's since, not only the route's.
         cluster.unplaced_loads = 0
+        cluster.unplaced_by_kind.clear()
+        cluster.apply(actions)
 
 
 def _sample(

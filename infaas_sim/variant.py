@@ -78,3 +78,57 @@ CPU_PARALLEL_FRACTION = 0.9
 def cpu_latency_factor(profiled_cores: float, cores: float, p: float = CPU_PARALLEL_FRACTION) -> float:
     """Latency multiplier of running on ``cores`` what was profiled on ``profiled_cores``."""
     return ((1 - p) + p / cores) / ((1 - p) + p / profiled_cores)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreProfile:
+    """Latency of one CPU model at any core count, from its profiled core counts.
+
+    The catalog profiles a CPU model (one architecture, framework and precision) as separate
+    variants at several core counts (``...-cpu-2c``, ``-4c``, ``-8c``); those are the points.
+    Between two points latency is interpolated linearly in 1/cores, which is exact for an
+    Amdahl-law model ``latency = serial + parallel / cores`` (the default catalog's CPU rows
+    follow one). Beyond the profiled range the nearest point is scaled by
+    :func:`cpu_latency_factor` (the Amdahl assumption above). One point: that factor alone.
+    """
+
+    # (cores, latency_by_batch) per profiled core count, sorted by cores
+    points: tuple[tuple[float, tuple[float, ...]], ...]
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise CatalogError("a core profile needs at least one profiled core count")
+        cores = [c for c, _ in self.points]
+        if cores != sorted(set(cores)) or cores[0] <= 0:
+            raise CatalogError(f"a core profile needs distinct positive core counts, sorted: got {cores}")
+
+    @property
+    def cores(self) -> tuple[float, ...]:
+        return tuple(c for c, _ in self.points)
+
+    def max_batch(self) -> int:
+        """The largest batch every profiled point covers."""
+        return min(len(t) for _, t in self.points) - 1
+
+    def latency_ms(self, cores: float, batch: int) -> float:
+        """Latency of a batch of ``batch`` inputs on ``cores`` cores."""
+        if not cores > 0:
+            raise ValueError(f"cores must be > 0, got {cores}")
+        pts = [(c, t[batch]) for c, t in self.points if batch < len(t)]
+        if batch < 1 or not pts:
+            raise ValueError(f"no profiled core count takes a batch of {batch}")
+        c_lo, l_lo = pts[0]
+        c_hi, l_hi = pts[-1]
+        if cores <= c_lo:
+            return l_lo * cpu_latency_factor(c_lo, cores)
+        if cores >= c_hi:
+            return l_hi * cpu_latency_factor(c_hi, cores)
+        for (c0, l0), (c1, l1) in pairwise(pts):
+            if c0 <= cores <= c1:
+                x, x0, x1 = 1.0 / cores, 1.0 / c0, 1.0 / c1
+                return l0 + (l1 - l0) * (x - x0) / (x1 - x0)
+        raise AssertionError("unreachable")
+
+    def table(self, cores: float, max_batch: int) -> tuple[float, ...]:
+        """``latency_by_batch`` at ``cores`` for batches 0..max_batch (index 0 unused)."""
+        return (0.0, *(self.latency_ms(cores, b) for b in range(1, max_batch + 1)))

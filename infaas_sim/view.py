@@ -3,6 +3,13 @@
 ``InstanceView`` and ``WorkerView`` are protocols with read-only properties: the cluster's own
 objects satisfy them, so building a view costs nothing on the hot path, and mypy keeps
 policies from writing to them. ``ClusterView`` exposes queries, not the cluster's methods.
+
+What a policy can read, beyond the instances and workers: recent rates per application,
+pipeline stage (:meth:`ClusterView.stage_rate`), variant and instance; per instance the last
+batch's observed latency and an EWMA of observed / profiled latency
+(``observed_latency_ms``); unplaced loads overall and per hardware kind; and through
+``view.catalog`` the CPU core profiles (``catalog.cpu_latency_ms(variant, cores, batch)``)
+to predict a resized replica's latency.
 """
 
 from __future__ import annotations
@@ -11,12 +18,21 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.variant import Variant
 
 if TYPE_CHECKING:
     from infaas_sim.catalog import Catalog
     from infaas_sim.cluster import Cluster
+
+
+class NoInstanceTypeError(ConfigError, KeyError):
+    """No instance type is configured for a hardware kind. Also a KeyError, because policies
+    written before this error existed catch KeyError to skip a kind the cluster lacks."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class InstanceState(StrEnum):
@@ -69,7 +85,18 @@ class InstanceView(Protocol):
     @property
     def worker_id(self) -> int: ...
 
-    def latency_ms(self, batch: int) -> float: ...
+    @property
+    def exclusive(self) -> bool: ...  # a GPU replica with a device of its own
+    @property
+    def last_batch_ms(self) -> float: ...  # observed execution time of its last batch (0: none yet)
+    @property
+    def last_batch_inputs(self) -> int: ...
+    @property
+    def latency_ratio(self) -> float: ...  # recent observed / profiled batch latency (EWMA, 1 at start)
+
+    def latency_ms(self, batch: int) -> float: ...  # profiled, at its current cores
+    def observed_latency_ms(self, batch: int) -> float: ...  # latency_ms scaled by latency_ratio
+    def arrival_rate(self, window_s: float) -> float: ...  # queries/s queued on it, finished seconds
     def backlog_s(self, now: float) -> float: ...
 
 
@@ -91,8 +118,12 @@ class WorkerView(Protocol):
     @property
     def units_used(self) -> float: ...
 
+    @property
+    def reserved_devices(self) -> int: ...  # GPU devices held by exclusive replicas
+
     def free_memory_mb(self) -> float: ...
     def free_units(self) -> float: ...
+    def free_devices(self) -> int: ...  # GPU devices no replica uses (room for an exclusive one)
     def instance_views(self) -> Sequence[InstanceView]: ...
 
 
@@ -117,7 +148,10 @@ class ClusterView:
         return self._c.instance_types
 
     def instance_type_for(self, kind: HardwareKind) -> InstanceType:
-        return self._c.instance_types[self._c.type_by_kind[kind]]
+        name = self._c.type_by_kind.get(kind)
+        if name is None:
+            raise NoInstanceTypeError(f"no instance type is configured for {kind.value} workers (cluster.workers)")
+        return self._c.instance_types[name]
 
     def workers(self, kind: HardwareKind | None = None) -> list[WorkerView]:
         """Live workers (starting, ready or draining), optionally of one kind."""
@@ -139,7 +173,8 @@ class ClusterView:
     def instance(self, iid: int) -> InstanceView:
         return self._c.instances[iid]
 
-    def running_variants(self) -> list[float]:
+    def running_variants(self) -> list[int]:
+        """Catalog indices of the variants with at least one routable instance."""
         return [vi for vi, lst in self._c.routable.items() if lst]
 
     def all_instances(self) -> list[InstanceView]:
@@ -156,6 +191,14 @@ class ClusterView:
     def app_rate(self, app_index: int, window_s: float) -> float:
         return self._c.app_meter.rate(app_index, self._c.env.now, window_s)
 
+    def stage_rate(self, app_index: int, stage: int, window_s: float) -> float:
+        """Queries per second reaching ``stage`` of a pipeline application (stage 0: arrivals)."""
+        from infaas_sim.cluster import stage_key  # the cluster imports this module
+
+        if stage == 0:
+            return self.app_rate(app_index, window_s)
+        return self._c.stage_meter.rate(stage_key(app_index, stage), self._c.env.now, window_s)
+
     def app_rate_series(self, app_index: int, seconds: int) -> list[float]:
         """Per-second arrival counts of an application over the last ``seconds`` whole seconds."""
         return self._c.app_meter.series(app_index, self._c.env.now, seconds)
@@ -171,5 +214,19 @@ class ClusterView:
         return sum(1 for w in self._c.live_workers() if w.kind is kind and w.state is WorkerState.STARTING)
 
     def unplaced(self) -> int:
-        """Loads the cluster could not place since the last tick (no room, worker cap)."""
+        """Loads the cluster could not place (no room, worker cap) since the previous tick's
+        policy call: the previous tick's own actions and the route's loads since."""
         return self._c.unplaced_loads
+
+    def unplaced_loads_by_kind(self) -> Mapping[HardwareKind, int]:
+        """:meth:`unplaced`, per hardware kind of the variant that could not be placed."""
+        return dict(self._c.unplaced_by_kind)
+
+    def instance_rate(self, iid: int, window_s: float) -> float:
+        """Queries per second queued on instance ``iid`` over the last ``window_s`` seconds."""
+        return self._c.instance_meter.rate(iid, self._c.env.now, window_s)
+
+    @property
+    def resize_delay_s(self) -> float:
+        """How long a Resize takes before the new cores' latency applies."""
+        return self._c.resize_delay_s

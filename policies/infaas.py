@@ -75,6 +75,11 @@ Deviations, each with its reason
     would pick (INFaaS's evaluation warms models up). When a query finds nothing loaded and
     no load fits its SLO, it is rejected and the variant it would have used is loaded on the
     next tick, so the application is not starved.
+  - Downgrade target: a CPU variant that every requirement the variant *served* within
+    ``idle_s`` accepts (all that may use it, when none did). Requiring it to suit every
+    requirement that may use the variant kept a GPU variant that a loose, accuracy-hungry
+    application could use (but did not) pinned to its GPU worker at 1% utilisation in the
+    reproduction (docs/reproduction.md); INFaaS's code decides per variant on its own load.
   - Accuracy binning of the task-level search is not reproduced: the catalog's candidates are
     filtered by the exact minimum accuracy.
 
@@ -135,7 +140,8 @@ _INF = math.inf
 class _Cands:
     """What route needs about one memoised candidate set (one requirement at one batch)."""
 
-    __slots__ = ("by_floor", "cpu", "floor", "lat", "loose", "obj", "order", "req", "running", "slo", "version")
+    __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "req", "running", "slo",
+                 "version")  # fmt: skip
 
     def __init__(self, obj: Candidates, req: Requirement, batch: int, catalog: Catalog, loose_ms: float) -> None:
         self.obj = obj
@@ -150,6 +156,7 @@ class _Cands:
         self.by_floor = sorted(range(len(self.order)), key=self.floor.__getitem__)
         self.running: list[tuple[int, float, bool]] = []
         self.version = -1
+        self.group: frozenset[int] = frozenset()  # the variants this requirement may use
 
 
 @dataclass
@@ -355,6 +362,7 @@ class InfaasPolicy(Policy):
         self._groups: dict[tuple[Requirement, int], frozenset[int]] = {}
         self._vi_slo: dict[int, float] = {}  # tightest SLO among requirements that may use it
         self._vi_groups: dict[int, list[frozenset[int]]] = {}
+        self._used_by: dict[int, dict[frozenset[int], float]] = {}  # per variant: group -> last served
         self._running: set[int] = set()
         self._version = 0
         self._serve: dict[int, Serve] = {}
@@ -394,6 +402,7 @@ class InfaasPolicy(Policy):
         self._groups.clear()
         self._vi_slo.clear()
         self._vi_groups.clear()
+        self._used_by.clear()
         self._serve.clear()
         return cat
 
@@ -415,6 +424,7 @@ class InfaasPolicy(Policy):
         info = _Cands(candidates, query.app.requirement, query.batch, cat, self.loose_slo_ms)
         self._cands[id(candidates)] = info
         self._register(query.app.requirement, query.batch, candidates.indices)
+        info.group = self._groups[(query.app.requirement, query.batch)]
         return info
 
     def _refresh(self, info: _Cands) -> None:
@@ -549,6 +559,10 @@ class InfaasPolicy(Policy):
                 chosen = fb
             else:
                 return self._reject(info, query, close_vi, close_est, load, view)
+        used = self._used_by.get(chosen.vi)
+        if used is None:
+            used = self._used_by[chosen.vi] = {}
+        used[info.group] = now
         serve = self._serve.get(chosen.iid)
         if serve is None or serve.instance is not chosen:
             serve = self._serve[chosen.iid] = Serve(chosen)
@@ -815,7 +829,7 @@ class InfaasPolicy(Policy):
                 self._dg[vi] = self._dg.get(vi, 0) + 1
                 if self._dg[vi] >= self.downgrade_holddown:
                     self._dg[vi] = 0
-                    target = self._downgrade_target(vi, slo, demand, r)
+                    target = self._downgrade_target(vi, slo, demand, r, view.now)
                     if target is not None:
                         self._start_transition(view, room, actions, vi, target[0], target[1], "downgrade")
             else:
@@ -833,11 +847,23 @@ class InfaasPolicy(Policy):
         the least queued, then the newest."""
         return (len(view.worker(inst.worker_id).instance_views()), inst.queued_inputs + inst.inflight_inputs, -inst.iid)
 
-    def _downgrade_target(self, vi: int, slo: float, demand: float, r: int) -> tuple[int, int] | None:
+    def _eligible_recent(self, vi: int, now: float) -> frozenset[int]:
+        """Variants every requirement that ``vi`` served within ``idle_s`` accepts (all that may
+        use it when none did): a downgrade moves the load it has, not load it might get."""
+        groups = [g for g, t in self._used_by.get(vi, {}).items() if now - t < self.idle_s]
+        if not groups:
+            return self._eligible(vi)
+        out = groups[0]
+        for g in groups[1:]:
+            out = out & g
+        return out
+
+    def _downgrade_target(self, vi: int, slo: float, demand: float, r: int, now: float) -> tuple[int, int] | None:
         assert self._catalog is not None
         variants = self._catalog.variants
         v = variants[vi]
-        elig = [u for u in sorted(self._eligible(vi)) if self._kind_ok[u] and variants[u].hardware is HardwareKind.CPU]
+        cpu = HardwareKind.CPU
+        elig = [u for u in sorted(self._eligible_recent(vi, now)) if self._kind_ok[u] and variants[u].hardware is cpu]
         same = [u for u in elig if variants[u].architecture == v.architecture]
         pick = cheapest_option([self._option(u, slo) for u in (same or elig)], demand, self.slack)
         if pick is None:

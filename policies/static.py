@@ -4,6 +4,16 @@ Each application gets one variant (named, or ``auto``: the cheapest that meets i
 accuracy at the sizing load) and a fixed replica count (a number, or sized to the workload's
 ``peak`` or ``mean`` rate: the over- and under-provisioned operator). Provisioned before
 traffic starts. Queries go to the replica with the least backlog (join-shortest-queue).
+
+Deviations from an operator's TF Serving deployment, each with its reason
+  - The variant and the count are chosen knowing the run's own mean or peak rate (the
+    workload hints): an operator sizes from past traffic. This makes ``static`` (and the
+    baselines sharing the choice) an oracle in its offline choice, the strongest fixed
+    configuration, so a policy that beats it wins by adapting, not by a better guess.
+  - The cheapest variant is picked across all hardware kinds the cluster offers (an operator
+    usually fixes the hardware first); with the default catalog that is Inferentia.
+  - Replicas are packed by the cluster's placement (most free memory); TF Serving would run
+    one server per machine or pod.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ The catalog has one variant of each shape the core has to handle:
 - ``inf-a``: an Inferentia variant on one NeuronCore.
 
 All serve task ``cls`` on data set ``ds``; ``gpu-b`` is a different architecture.
+
+For pipelines, ``pipeline_catalog`` adds a detection task (``det`` on ``ds``): ``det-cpu``
+(CPU, 2 cores, max batch 4, ``5 + b`` ms, accuracy 0.5) and ``det-gpu`` (GPU, max batch 8,
+``3 + 0.5 b`` ms, accuracy 0.6); ``h.pipeline_app`` builds a detect-then-classify application.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from infaas_sim.catalog import Candidates, Catalog
 from infaas_sim.executor import Executor, make_executor
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.policy import Action, Decision, Policy, Reject, Serve, WorkloadHint
-from infaas_sim.query import Application, Level, Query, Requirement
+from infaas_sim.query import Application, Level, Pipeline, Query, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView
@@ -52,6 +56,36 @@ TINY_VARIANTS: tuple[Variant, ...] = (
     _variant("gpu-b", "r101", GPU, 1, 16, 0.80, 1500, 3000, 3.0, 1.0),
     _variant("inf-a", "r50", INF, 1, 8, 0.74, 500, 500, 3.0, 0.8),
 )
+
+DETECTION_VARIANTS: tuple[Variant, ...] = (
+    Variant("det-cpu", "yolo-s", "det", "ds", "fw", CPU, "fp32", 2, 4, 0.50, 100, 300, 5.0, 1.0),
+    Variant("det-gpu", "yolo-m", "det", "ds", "fw", GPU, "fp32", 1, 8, 0.60, 1000, 2000, 3.0, 0.5),
+)
+PIPELINE_VARIANTS = TINY_VARIANTS + DETECTION_VARIANTS
+
+
+@pytest.fixture(scope="session")
+def pipeline_catalog() -> Catalog:
+    return Catalog(PIPELINE_VARIANTS, name="tiny+det")
+
+
+def pipeline_app(
+    slo_ms: float,
+    stage_slo_ms: Sequence[float] | None = None,
+    min_accuracy: Sequence[float] = (0.0, 0.0),
+    index: int = 0,
+    name: str = "video",
+    batch: int = 1,
+) -> Application:
+    """Detection (``det``/``ds``) then classification (``cls``/``ds``) within ``slo_ms`` end to
+    end; each stage bounded by ``stage_slo_ms`` (default: the end-to-end SLO)."""
+    bounds = list(stage_slo_ms) if stage_slo_ms is not None else [slo_ms, slo_ms]
+    stages = (
+        Requirement(Level.TASK, "det", "ds", slo_ms=bounds[0], min_accuracy=min_accuracy[0]),
+        Requirement(Level.TASK, "cls", "ds", slo_ms=bounds[1], min_accuracy=min_accuracy[1]),
+    )
+    return Application.of_pipeline(name, Pipeline(stages, slo_ms), index=index, batch=batch)
+
 
 # The INFaaS instances at their list prices, with short start-ups to keep runs short.
 TEST_TYPES: dict[str, InstanceType] = {
@@ -213,6 +247,7 @@ class Helpers:
 
     pinned_app = staticmethod(pinned_app)
     task_app = staticmethod(task_app)
+    pipeline_app = staticmethod(pipeline_app)
     poisson_times = staticmethod(poisson_times)
     periodic_times = staticmethod(periodic_times)
     workload = staticmethod(workload)
@@ -220,6 +255,7 @@ class Helpers:
     TYPES = TEST_TYPES
     BY_KIND = TEST_BY_KIND
     VARIANTS = TINY_VARIANTS
+    PIPELINE_VARIANTS = PIPELINE_VARIANTS
 
 
 @pytest.fixture(scope="session")

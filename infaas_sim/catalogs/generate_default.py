@@ -2,9 +2,10 @@
 
     .venv/bin/python -m infaas_sim.catalogs.generate_default [--out PATH]
 
-21 ImageNet classifiers of the INFaaS evaluation, each compiled for CPU (TensorFlow / PyTorch
-on 1-8 cores), GPU (TensorRT engines in fp32 / fp16 at several max batches, TensorFlow-GPU;
-allocation 1.0 = one V100) and Inferentia (Neuron on 1-4 NeuronCores). Accuracy, parameter
+23 ImageNet classifiers (the INFaaS evaluation's, plus ResNet-18/34 for InfAdapter's family) and
+five YOLOv5 COCO detectors (for IPA-style detection-then-classification pipelines), each compiled
+for CPU (TensorFlow / PyTorch on 1-8 cores), GPU (TensorRT engines in fp32 / fp16 at several max
+batches, TensorFlow-GPU; allocation 1.0 = one V100) and Inferentia (Neuron on 1-4 NeuronCores). Accuracy, parameter
 count and GFLOPs (multiply-adds) are published facts; each carries its source below and in
 the ``source`` column. Latency, load time and memory are not published per variant, so they
 come from a small performance model calibrated on the ResNet-50 points in INFaaS's code:
@@ -53,6 +54,8 @@ from infaas_sim.variant import cpu_latency_factor
 OUTPUT = Path(__file__).with_name("default.csv")
 TASK = "image-classification"
 DATASET = "imagenet"
+DETECTION = "object-detection"
+COCO = "coco"
 
 # --- sources --------------------------------------------------------------------------------------
 KERAS = "Keras Applications table"  # https://keras.io/api/applications/ (top-1, parameters)
@@ -62,6 +65,7 @@ MOBILENET_PAPER = "Howard et al. 2017 (MobileNets) 569M mult-adds"
 NASNET_PAPER = "Zoph et al. 2018 (NASNet) Table 2 mult-adds"
 EFFICIENTNET_PAPER = "Tan & Le 2019 (EfficientNet) Table 2"
 TIMM_CARD = "timm model card inception_resnet_v2 (GMACs at 299x299)"
+YOLOV5 = "Ultralytics YOLOv5 README v7.0 table"  # https://github.com/ultralytics/yolov5 (mAP@0.5, params, FLOPs)
 INFAAS = "calibrated on INFaaS code (ResNet-50 profile)"
 DERIVED = "generate_default.py model scaled from INFaaS ResNet-50 profile"
 
@@ -76,6 +80,8 @@ class Arch:
     torchvision: bool  # ships in torchvision: has PyTorch variants
     facts_source: str  # source of accuracy and parameters
     gflops_source: str
+    task: str = TASK
+    dataset: str = DATASET
 
     @property
     def cpu_frameworks(self) -> tuple[str, ...]:
@@ -104,6 +110,10 @@ ARCHITECTURES: tuple[Arch, ...] = (
     Arch("nasnetlarge", 0.825, 88.9, 23.8, True, False, KERAS, NASNET_PAPER),
     # Keras NASNetMobile: 74.4%, 5.3M; NASNet paper, NASNet-A (4 @ 1056): 564M mult-adds
     Arch("nasnetmobile", 0.744, 5.3, 0.564, True, False, KERAS, NASNET_PAPER),
+    # Not in Keras Applications. torchvision ResNet18_Weights.IMAGENET1K_V1: acc@1 69.758, 11.7M, 1.81 GFLOPS
+    Arch("resnet18", 0.69758, 11.7, 1.81, False, True, TORCHVISION, TORCHVISION),
+    # Not in Keras Applications. torchvision ResNet34_Weights.IMAGENET1K_V1: acc@1 73.314, 21.8M, 3.66 GFLOPS
+    Arch("resnet34", 0.73314, 21.8, 3.66, False, True, TORCHVISION, TORCHVISION),
     # Keras ResNet101: 76.4%, 44.7M; torchvision resnet101: 7.80 GFLOPS
     Arch("resnet101", 0.764, 44.7, 7.80, True, True, KERAS, TORCHVISION),
     # Keras ResNet101V2: 77.2%, 44.7M; GFLOPS as ResNet-101 v1
@@ -126,6 +136,14 @@ ARCHITECTURES: tuple[Arch, ...] = (
     Arch("vgg19", 0.713, 143.7, 19.63, True, True, KERAS, TORCHVISION),
     # Keras Xception: 79.0%, 22.9M; EfficientNet paper Table 2: 8.4B FLOPS (multiply-adds, 299x299)
     Arch("xception", 0.790, 22.9, 8.4, True, False, KERAS, EFFICIENTNET_PAPER),
+    # Object detection on COCO, for pipelines (IPA's video pipeline: YOLOv5 then ResNet). Accuracy is
+    # mAP@0.5 on COCO val (the figures IPA uses: 45.7/56.8/64.1/67.3/68.9). Ultralytics reports FLOPs at
+    # 640x640 (4.5/16.5/49.0/109.1/205.7 B), i.e. twice the multiply-adds we count: halved here.
+    Arch("yolov5n", 0.457, 1.9, 2.25, False, True, YOLOV5, YOLOV5, DETECTION, COCO),
+    Arch("yolov5s", 0.568, 7.2, 8.25, False, True, YOLOV5, YOLOV5, DETECTION, COCO),
+    Arch("yolov5m", 0.641, 21.2, 24.5, False, True, YOLOV5, YOLOV5, DETECTION, COCO),
+    Arch("yolov5l", 0.673, 46.5, 54.55, False, True, YOLOV5, YOLOV5, DETECTION, COCO),
+    Arch("yolov5x", 0.689, 86.7, 102.85, False, True, YOLOV5, YOLOV5, DETECTION, COCO),
 )
 # fmt: on
 REFERENCE = next(a for a in ARCHITECTURES if a.name == "resnet50")
@@ -303,8 +321,8 @@ def rows() -> list[dict[str, str]]:
             row = {
                 "variant_id": spec.variant_id(arch.name),
                 "architecture": arch.name,
-                "task": TASK,
-                "dataset": DATASET,
+                "task": arch.task,
+                "dataset": arch.dataset,
                 "framework": spec.framework,
                 "hardware": spec.hardware,
                 "precision": spec.precision,

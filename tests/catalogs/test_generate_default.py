@@ -74,12 +74,16 @@ def test_resnet50_calibration_points_are_exact(catalog: Catalog) -> None:
 
 
 def test_scale_and_coverage(catalog: Catalog) -> None:
-    assert 150 <= len(catalog) <= 200
+    classifiers = [v for v in catalog.variants if v.task == "image-classification"]
+    assert 150 <= len(classifiers) <= 220  # the scale of the INFaaS evaluation
     assert set(ARCHITECTURES) <= set(catalog.architectures)
+    detectors = [v for v in catalog.variants if v.task == "object-detection"]
+    assert {v.architecture for v in detectors} == {f"yolov5{s}" for s in "nsmlx"}
+    assert {v.dataset for v in detectors} == {"coco"}
     kinds: dict[str, set[HardwareKind]] = defaultdict(set)
     for v in catalog.variants:
         kinds[v.architecture].add(v.hardware)
-        assert (v.task, v.dataset) == ("image-classification", "imagenet")
+        assert (v.task, v.dataset) in {("image-classification", "imagenet"), ("object-detection", "coco")}
         assert ID_FORMS.fullmatch(v.variant_id), v.variant_id
         assert v.variant_id.startswith(v.architecture + "-")
         assert v.gflops > 0 and "accuracy+params:" in v.source and "GFLOPs:" in v.source

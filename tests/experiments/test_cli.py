@@ -79,3 +79,14 @@ def test_sweep_runs_each_job_in_its_folder_and_summarises(tmp_path: Path) -> Non
     assert len(table) == 2
     assert sorted(table["queries"]) == sorted(table["queries"]) and table["queries"].iloc[0] != table["queries"].iloc[1]
     assert all((tmp_path / "sweep" / job / "summary.json").is_file() for job in table["job"])
+
+
+def test_the_installed_command_finds_its_config_from_any_folder(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("infaas-sim")
+    if not exe.exists():
+        pytest.skip(f"the console script is not installed next to {sys.executable} (run pip install -e .)")
+    proc = subprocess.run(
+        [str(exe), f"hydra.run.dir={tmp_path}/run", *SHORT], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["queries"] > 0

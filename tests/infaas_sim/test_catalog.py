@@ -166,8 +166,6 @@ def test_a_duplicate_variant_id_is_refused(tiny_catalog: Catalog, tmp_path: Path
         Catalog.load(_write(tmp_path, lines))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Catalog.__init__ (infaas_sim/catalog.py) reports a duplicate "
-                   "variant_id without the row or column it is on")  # fmt: skip
 def test_a_duplicate_variant_id_names_its_row_and_column(tiny_catalog: Catalog, tmp_path: Path) -> None:
     lines = _csv_lines(tiny_catalog, tmp_path)
     lines[2] = _replace_cell(lines[2], "variant_id", "cpu-d10")
@@ -175,8 +173,6 @@ def test_a_duplicate_variant_id_names_its_row_and_column(tiny_catalog: Catalog, 
         Catalog.load(_write(tmp_path, lines))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Catalog.load (infaas_sim/catalog.py) reads CSV with comment='#' "
-                   "and numbers rows by position, so a comment line shifts the row it reports")  # fmt: skip
 def test_a_bad_row_after_a_comment_line_names_its_line_in_the_file(tiny_catalog: Catalog, tmp_path: Path) -> None:
     lines = _csv_lines(tiny_catalog, tmp_path)
     lines[2] = _replace_cell(lines[2], "accuracy", "1.7")  # line 3 of the file before the comment
@@ -185,8 +181,6 @@ def test_a_bad_row_after_a_comment_line_names_its_line_in_the_file(tiny_catalog:
         Catalog.load(_write(tmp_path, lines))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Catalog.load (infaas_sim/catalog.py) reads CSV with comment='#', "
-                   "which silently truncates any field containing '#' (e.g. a source URL with an anchor)")  # fmt: skip
 def test_a_hash_inside_a_field_is_kept(tiny_catalog: Catalog, tmp_path: Path) -> None:
     frame = tiny_catalog.to_frame()
     frame.loc[0, "source"] = "https://example.org/bench#table-2"
@@ -248,9 +242,6 @@ def test_candidates_by_architecture_and_pinned_variant(tiny_catalog: Catalog) ->
     assert _ids(tiny_catalog, tiny_catalog.candidates(Requirement(Level.VARIANT, "gpu-a"), 16).indices) == ["gpu-a"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Catalog._compute_candidates (infaas_sim/catalog.py) tests "
-                   "`lat <= slo` with slo = inf for a pinned variant, so inf <= inf admits a batch larger "
-                   "than the variant's max batch")  # fmt: skip
 def test_a_pinned_variant_is_no_candidate_for_a_batch_above_its_max(tiny_catalog: Catalog) -> None:
     # cpu-batch takes at most 8 inputs; the catalog's largest max batch is 16.
     c = tiny_catalog.candidates(Requirement(Level.VARIANT, "cpu-batch"), 9)
@@ -310,3 +301,54 @@ def test_requirements_validate_themselves() -> None:
         Requirement(Level.ARCHITECTURE, "r50")
     with pytest.raises(ConfigError, match="needs a dataset"):
         Requirement(Level.TASK, "cls", slo_ms=10)
+
+
+# --- CPU core profiles ----------------------------------------------------------------------------
+def _cores_catalog() -> Catalog:
+    # One model at 2, 4 and 8 cores following latency = 1 + 8 b / cores (Amdahl-like, not p = 0.9),
+    # another build of it (max batch 2) at 2 cores, and a second framework at 4 cores twice.
+    def at(cores: float, vid: str, max_batch: int = 4, fw: str = "fw") -> Variant:
+        return _variant(variant_id=vid, allocation=cores, max_batch=max_batch, framework=fw,
+                        latency_intercept_ms=1.0, latency_slope_ms=8.0 / cores)  # fmt: skip
+
+    return Catalog([at(2, "m-2c"), at(4, "m-4c"), at(8, "m-8c"), at(2, "m-2c-b2", max_batch=2),
+                    at(4, "x-4c", fw="x"), at(4, "x-4c-bis", fw="x")])  # fmt: skip
+
+
+def test_a_cpu_models_rows_at_other_core_counts_are_its_core_profile() -> None:
+    cat = _cores_catalog()
+    assert cat.core_profile("m-2c").cores == (2.0, 4.0, 8.0)
+    assert cat.core_profile("m-2c-b2").cores == (2.0,)  # another build: its own profile
+    assert cat.core_profile("x-4c").cores == (4.0,)  # two rows at 4 cores: ambiguous, left out
+    with pytest.raises(ConfigError, match="not a CPU variant"):
+        Catalog([_variant(hardware=HardwareKind.GPU)]).core_profile("v")
+
+
+def test_cpu_latency_is_the_profiled_row_at_its_cores_and_interpolated_in_inverse_cores_between() -> None:
+    cat = _cores_catalog()
+    for b in (1, 3, 4):
+        assert cat.cpu_latency_ms("m-2c", 4, b) == pytest.approx(cat["m-4c"].latency_ms(b))
+        assert cat.cpu_latency_ms("m-8c", 2, b) == pytest.approx(cat["m-2c"].latency_ms(b))
+        # 1 + 8 b / c is linear in 1/c: interpolation between 4 and 8 cores is exact at 6 and 5.
+        assert cat.cpu_latency_ms("m-4c", 6, b) == pytest.approx(1 + 8 * b / 6)
+        assert cat.cpu_latency_ms(cat["m-2c"], 5, b) == pytest.approx(1 + 8 * b / 5)
+    # Beyond the profiled range: the nearest point scaled by the Amdahl factor.
+    assert cat.cpu_latency_ms("m-2c", 1, 2) == pytest.approx(cat["m-2c"].latency_ms(2) * cpu_latency_factor(2, 1))
+    assert cat.cpu_latency_ms("m-2c", 16, 2) == pytest.approx(cat["m-8c"].latency_ms(2) * cpu_latency_factor(8, 16))
+    # A single point: Amdahl alone, as before profiles existed.
+    assert cat.cpu_latency_ms("m-2c-b2", 4, 1) == pytest.approx(cat["m-2c-b2"].latency_ms(1) * cpu_latency_factor(2, 4))
+    with pytest.raises(ConfigError, match=r"batches of 1\.\.4"):
+        cat.cpu_latency_ms("m-2c", 4, 5)
+    with pytest.raises(ConfigError, match="cores must be > 0"):
+        cat.cpu_latency_ms("m-2c", 0, 1)
+
+
+def test_the_default_catalogs_cpu_rows_agree_with_its_core_profiles() -> None:
+    cat = Catalog.load("default")
+    v2, v4, v8 = (cat[f"alexnet-pytorch-cpu-{c}c"] for c in (2, 4, 8))
+    assert cat.core_profile(v2).cores == (2.0, 4.0, 8.0)
+    for b in range(1, v2.max_batch + 1):
+        assert cat.cpu_latency_ms(v2, 8, b) == pytest.approx(v8.latency_ms(b))
+        assert cat.cpu_latency_ms(v8, 4, b) == pytest.approx(v4.latency_ms(b))
+        # Its rows follow Amdahl's law with the simulator's parallel share.
+        assert cat.cpu_latency_ms(v2, 3, b) == pytest.approx(v2.latency_ms(b) * cpu_latency_factor(2, 3), rel=1e-3)

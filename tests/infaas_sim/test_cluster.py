@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infaas_sim.catalog import Catalog
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.policy import AddWorker, Load, LoadThenServe, Reject, RemoveWorker, Resize, Serve, SetBatch, Unload
 from infaas_sim.simulation import Fault, RunResult
-from infaas_sim.variant import cpu_latency_factor
+from infaas_sim.variant import Variant, cpu_latency_factor
 from infaas_sim.view import InstanceState, WorkerState
 
 CPU, GPU, INF = HardwareKind.CPU, HardwareKind.GPU, HardwareKind.INFERENTIA
@@ -100,12 +101,6 @@ def test_unloading_an_idle_instance_frees_it_at_once(h: Any) -> None:
     assert log[2.0] == (100.0, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Cluster.unload (infaas_sim/cluster.py) of an instance still loading on a STARTING worker "
-    "marks it DRAINING; _worker_ready then loads only LOADING instances, so its queued queries are "
-    "never served (they fail at the end of the run) and its memory is never freed",
-)
 def test_unloading_an_instance_whose_worker_is_starting_still_serves_its_queue(h: Any, conserved: Any) -> None:
     # The query at 0.5 s loads cpu-d10 on a new worker (5 s start-up); two more join it. The
     # instance is unloaded at 2 s, before its worker is up: its three queries must still run.
@@ -165,13 +160,6 @@ def test_remove_worker_respects_the_minimum(h: Any) -> None:
     assert dict(policy.log)[2.0] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Cluster.remove_worker (infaas_sim/cluster.py) on a STARTING worker with a loading instance "
-    "sets the worker DRAINING before unloading, so the instance waits for a load that never starts "
-    "(_worker_ready returns for a non-STARTING worker): the worker is never released and is billed "
-    "until the end of the run",
-)
 def test_removing_a_starting_worker_stops_its_billing(h: Any) -> None:
     # At 1 s a Load asks for a new CPU worker (5 s start-up); at 2 s the worker is removed.
     # It should be released at once, billed the one-minute minimum.
@@ -214,13 +202,16 @@ def test_resize_changes_a_cpu_instances_latency_after_the_delay(h: Any, conserve
     assert log[14.0] == (1.0, 7.0)
     # 10 cores do not fit an 8-vCPU worker: refused, nothing changes.
     assert log[17.0] == (1.0, 7.0)
-    assert not any("to 10 cores" in a for _, a in res.actions)
+    # The refusal is logged, with its reason.
+    tens = [a for _, a in res.actions if "to 10 cores" in a]
+    assert len(tens) == 1 and "refused" in tens[0] and "worker 0 has 8 cores for it" in tens[0]
 
 
 def test_resize_of_a_gpu_instance_is_refused(h: Any) -> None:
     policy = h.Scripted(setup=[Load("gpu-a")], at={1.0: lambda v: [Resize(0, 4)]})
     res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("gpu-a")], np.array([0.5, 2.5])), policy, 3.0)
-    assert not any("resize" in a for _, a in res.actions)
+    resizes = [a for _, a in res.actions if "resize" in a]
+    assert resizes == ["resize instance 0 refused: only CPU instances resize, to > 0 cores (asked 4)"]
     assert np.allclose(res.queries["execution_ms"], 2.5)
 
 
@@ -261,12 +252,6 @@ def test_gpu_instances_on_one_device_never_run_batches_at_the_same_time(gpu_shar
     assert busy < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Cluster._wake_device_waiters (infaas_sim/cluster.py) resets device_wait_since before "
-    "try_dispatch, so due_at becomes the wake time and a batch's wait for the GPU is recorded as "
-    "batching_ms even with max_wait_s = 0",
-)
 def test_waiting_for_a_shared_gpu_is_queueing_not_batching(gpu_shared: RunResult) -> None:
     q = gpu_shared.queries
     # No batcher wait is configured (max_wait_s = 0): nothing waits for a batch to fill.
@@ -322,3 +307,99 @@ def test_a_crashed_workers_instances_are_dead_to_the_view(h: Any) -> None:
     assert log[2.0] == ([], [])
     q = res.queries.set_index("qid")
     assert q.loc[0, "status"] == "served" and q.loc[1, "status"] == "rejected"
+
+
+# --- GPU replicas with a device of their own --------------------------------------------------------------
+def test_an_exclusive_gpu_replica_gets_a_device_no_other_replica_uses(h: Any) -> None:
+    # One-GPU workers: an exclusive gpu-a takes worker 0's device; a shared gpu-b cannot join
+    # it (worker 1); a second exclusive gpu-a finds no free device (worker 2).
+    def watch(view: Any) -> list[tuple[int, list[str], float]]:
+        return [(w.wid, [i.variant.variant_id for i in w.instance_views()], w.units_used) for w in view.workers(GPU)]
+
+    policy = h.Scripted(
+        setup=[Load("gpu-a", exclusive_device=True), Load("gpu-b"), Load("gpu-a", exclusive_device=True)],
+        watch=watch,
+    )
+    h.simulate(h.VARIANTS, h.workload([h.pinned_app("gpu-a")], np.array([0.5])), policy, 2.0)
+    assert dict(policy.log)[1.0] == [(0, ["gpu-a"], 1.0), (1, ["gpu-b"], 0.0), (2, ["gpu-a"], 1.0)]
+
+
+def test_an_exclusive_replica_runs_beside_shared_ones_without_waiting_for_their_device(h: Any) -> None:
+    # A two-GPU worker: gpu-b exclusive on one device, two gpu-a time-sharing the other. The
+    # exclusive replica's batches overlap the others' and never queue for a device.
+    types = dict(h.TYPES)
+    types["gpu"] = InstanceType("gpu", GPU, 16, 122 * 1024, 6.12, 5.0, 2, 16 * 1024)
+    t, idx = h.merge((h.poisson_times(300, 5.0, seed=3), 0), (h.poisson_times(200, 5.0, seed=4), 1))
+    policy = h.Scripted(setup=[Load("gpu-b", exclusive_device=True), Load("gpu-a", worker_id=0),
+                               Load("gpu-a", worker_id=0)])  # fmt: skip
+    res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("gpu-a", 0), h.pinned_app("gpu-b", 1)], t, idx), policy,
+                     5.0, spec=h.spec(instance_types=types))  # fmt: skip
+    q = res.queries
+    assert (q["status"] == "served").all() and set(q["worker"]) == {0}
+    b = _batches(q)
+    a_batches = b[b["instance"] != 0]
+    assert _overlaps(a_batches) == 0  # the shared ones still take turns on their device
+    assert _overlaps(b) > 20  # but the exclusive one runs beside them
+
+
+def test_set_batch_is_logged(h: Any) -> None:
+    policy = h.Scripted(setup=[Load("cpu-batch")], at={1.0: lambda v: [SetBatch(0, 2, 0.005), SetBatch(9, 2)]})
+    res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-batch")], np.array([0.5])), policy, 2.0)
+    log = [a for _, a in res.actions if "set batch" in a]
+    assert log == ["set batch of instance 0 to 2, max wait 5 ms", "set batch of instance 9 refused: no such instance"]
+
+
+def test_an_unload_on_a_starting_worker_without_queued_work_frees_it_and_removal_releases_it(h: Any) -> None:
+    # At 1 s a load starts worker 0 (5 s start-up); at 2 s its instance is unloaded (nothing
+    # queued: freed at once); at 3 s the worker is removed and released, billed the minimum.
+    policy = h.Scripted(
+        at={1.0: lambda v: [Load("cpu-d10")], 2.0: lambda v: [Unload(0)], 3.0: lambda v: [RemoveWorker(0)]},
+        watch=lambda v: [(w.state.value, len(w.instance_views())) for w in v.workers()],
+    )
+    res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-d10")], np.array([0.5])), policy, 100.0)
+    log = dict(policy.log)
+    assert log[2.0] == [("starting", 1)]
+    assert log[3.0] == [("starting", 0)]
+    assert log[4.0] == []
+    assert res.summary["total_cost"] == pytest.approx(h.TYPES["cpu"].price_per_second * 60.0)
+
+
+def test_removing_a_starting_worker_with_queued_queries_serves_them_then_releases_it(h: Any, conserved: Any) -> None:
+    # Queries at 0.5-1.5 s are queued on an instance loading on a starting worker (ready at
+    # 5.5 s); the worker is removed at 2 s. Its queries still run; then it is released.
+    def route(query: Any, candidates: Any, view: Any) -> Any:
+        insts = view.all_instances()
+        return Serve(insts[0]) if insts else LoadThenServe("cpu-d10")
+
+    policy = h.Scripted(route=route, at={2.0: lambda v: [RemoveWorker(0)]},
+                        watch=lambda v: [w.state.value for w in v.workers()])  # fmt: skip
+    res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-d10")], np.array([0.5, 1.0, 1.5])), policy, 100.0)
+    conserved(res, 3)
+    q = res.queries
+    assert (q["status"] == "served").all()
+    assert q["completion"].max() == pytest.approx(5.5 + 0.1 + 0.03)
+    assert dict(policy.log)[5.0] == ["draining"] and dict(policy.log)[6.0] == []
+    assert res.summary["total_cost"] == pytest.approx(h.TYPES["cpu"].price_per_second * 60.0)
+
+
+def test_a_resized_replica_runs_at_the_catalogs_profiled_latency_for_its_cores(h: Any) -> None:
+    # cpu-d10 is also profiled at 4 cores (7 ms, not Amdahl's 5.9): resized to 4 cores it runs
+    # 7 ms; to 3 cores, 8 ms (interpolated in 1/cores: 10 + (7 - 10) (1/3 - 1/2) / (1/4 - 1/2)).
+    base = h.VARIANTS[0]
+    four = Variant("cpu-d10-4c", base.architecture, base.task, base.dataset, base.framework, CPU, base.precision,
+                   4, 1, base.accuracy, 100, 100, 7.0, 0.0)  # fmt: skip
+    cat = Catalog([*h.VARIANTS, four], name="tiny+")
+    policy = h.Scripted(setup=[Load("cpu-d10")], at={2.0: lambda v: [Resize(0, 4)], 5.0: lambda v: [Resize(0, 3)]})
+    t = h.periodic_times(0.1, 8.0, start=0.05)
+    res = h.simulate(cat, h.workload([h.pinned_app("cpu-d10")], t), policy, 8.0, spec=h.spec(resize_delay_s=0.5))
+    q = res.queries
+    start = q["completion"] - q["execution_ms"] / 1000
+    assert np.allclose(q.loc[start < 2.5, "execution_ms"], 10.0)
+    assert np.allclose(q.loc[(start > 2.5) & (start < 5.5), "execution_ms"], 7.0)
+    assert np.allclose(q.loc[start > 5.5, "execution_ms"], 8.0)
+    assert cat.cpu_latency_ms("cpu-d10", 3, 1) == pytest.approx(8.0)
+    # A replica loaded at 4 cores runs the 4-core row's latency from the start.
+    policy = h.Scripted(setup=[Load("cpu-d10", cores=4)])
+    res = h.simulate(cat, h.workload([h.pinned_app("cpu-d10")], t), policy, 8.0)
+    assert np.allclose(res.queries["execution_ms"], 7.0)
+    assert any("load cpu-d10 as instance 0 on worker 0, 4 cores" in a for _, a in res.actions)

@@ -167,11 +167,6 @@ def test_queries_still_queued_when_the_drain_ends_fail_with_that_reason(h: Any, 
     assert failed["completion"].iloc[0] <= 11.0 + 1e-9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: run_simulation (infaas_sim/simulation.py) silently drops arrivals later than "
-    "duration_s + drain_s (they get no record) while admitting those in between",
-)
 def test_every_arrival_of_the_workload_is_accounted_or_the_run_is_refused(h: Any) -> None:
     # A trace longer than the run: either every arrival has a record, or the run refuses the
     # workload up front. Here 40 arrivals over 20 s, a 10 s run with 5 s of drain.
@@ -210,13 +205,6 @@ def test_conservation_holds_with_loads_unloads_and_noise(h: Any, conserved: Any)
     assert res.summary["failed"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="BUG: policies/static.py route() serves a query on its fixed variant even when the query's "
-    "batch exceeds that variant's max batch (not among the candidates); executors/sim.py run() then "
-    "indexes latency_table[inputs] past its end: IndexError aborts the run",
-)
 def test_a_query_larger_than_the_static_variants_max_batch_is_accounted(h: Any, conserved: Any) -> None:
     # The application's queries are batch 1 and static pins cpu-d10 (max batch 1); one query
     # carries 4 inputs, which only other variants take. It must end in a record (rejected

@@ -57,12 +57,6 @@ def test_unknown_names_in_an_application_are_config_errors(h: Any, tiny_catalog:
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="BUG: a pinned application whose batch exceeds its variant's max batch passes validation "
-    "(Catalog._compute_candidates admits inf <= inf) and the run dies with IndexError in executors/sim.py",
-)
 def test_a_pinned_application_with_a_batch_above_the_variants_max_is_refused(h: Any, tiny_catalog: Any) -> None:
     wl = h.workload([h.pinned_app("cpu-batch", batch=9)], np.array([0.1]))
     with pytest.raises(ConfigError, match="batch of 9"):
@@ -216,3 +210,45 @@ def test_admission_control_counts_queued_work_not_queries(h: Any, conserved: Any
     # The first query runs at once (batch of 1); 41 more queue before the check trips.
     assert served == 42
     assert q.loc[q["status"] == "rejected", "reason"].str.contains("exceeds 0.1 s").all()
+
+
+# --- policy choices the controller refuses ------------------------------------------------------------
+def test_serving_on_a_variant_that_does_not_meet_the_requirement_is_rejected(h: Any, conserved: Any) -> None:
+    # The application needs 8 ms; cpu-d10 (10 ms) is loaded and the policy sends everything to it.
+    policy = h.Scripted(setup=[Load("cpu-d10")], route=lambda q, c, v: Serve(v.all_instances()[0]), tick_s=None)
+    res = h.simulate(h.VARIANTS, h.workload([h.task_app(slo_ms=8)], np.array([0.1, 0.2])), policy, 1.0)
+    conserved(res, 2)
+    q = res.queries
+    assert (q["status"] == "rejected").all()
+    assert (
+        q["reason"]
+        .str.contains("policy test-scripted chose variant cpu-d10 which does not meet the query's requirement")
+        .all()
+    )
+
+
+def test_a_query_above_the_chosen_variants_max_batch_is_rejected_not_run(h: Any, conserved: Any) -> None:
+    policy = h.Scripted(setup=[Load("cpu-batch")], route=lambda q, c, v: Serve(v.all_instances()[0]), tick_s=None)
+    app = h.task_app(slo_ms=100)
+    wl = h.workload([app], np.array([0.1, 0.2]), batches=np.array([1, 9]))
+    res = h.simulate(h.VARIANTS, wl, policy, 1.0)
+    conserved(res, 2)
+    q = res.queries.set_index("qid")
+    assert q.loc[0, "status"] == "served"
+    assert q.loc[1, "status"] == "rejected" and "batch 9" in q.loc[1, "reason"]
+
+
+def test_load_then_serve_carries_cores_and_max_batch(h: Any) -> None:
+    policy = h.Scripted(
+        route=lambda q, c, v: LoadThenServe("cpu-batch", cores=4, max_batch=2),
+        watch=lambda v: [(i.cores, i.max_batch) for i in v.all_instances()],
+    )
+    h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-batch")], np.array([0.1])), policy, 1.5)
+    assert dict(policy.log)[1.0] == [(4.0, 2)]
+
+
+def test_load_then_serve_of_a_variant_that_does_not_meet_the_requirement_loads_nothing(h: Any) -> None:
+    policy = h.Scripted(route=lambda q, c, v: LoadThenServe("gpu-b"), watch=lambda v: len(v.all_instances()))
+    res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-batch")], np.array([0.1])), policy, 1.5)
+    assert res.queries["reason"].iloc[0].startswith("policy test-scripted chose variant gpu-b which does not meet")
+    assert dict(policy.log)[1.0] == 0

@@ -138,11 +138,6 @@ def test_long_batcher_wait_forms_full_batches(h: Any, conserved: Any) -> None:
     assert np.allclose(np.diff(sizes.index.to_numpy()), B * A_S)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Recorder.served_batch (infaas_sim/metrics.py) counts a batch's fill time as queueing "
-    "while the instance is busy with the previous batch, though the server never delays it",
-)
 def test_full_batch_wait_is_recorded_as_batching_not_queueing(h: Any) -> None:
     # The replica is idle 20 of every 40 ms: no query ever waits for it, only for its batch
     # to fill. The recorded batching wait should be (B - 1 - i) a, queueing zero.
@@ -163,12 +158,6 @@ def test_batcher_wait_bounds_each_batch_from_its_first_query_when_the_replica_is
     assert np.allclose(q["latency_ms"], 18.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Instance.try_dispatch (infaas_sim/cluster.py) starts the batch timer at "
-    "max(head.enqueued, ready_at, idle_since): a batch whose first query came while the "
-    "replica was busy waits max_wait_s after the replica frees, not after that query",
-)
 def test_batcher_dispatches_a_partial_batch_when_its_oldest_query_has_waited_max_wait(h: Any) -> None:
     # The cluster's contract: "an idle instance dispatches a batch when it is full or its
     # oldest query has waited max_wait_s". Arrivals every 5 ms, max wait 12 ms: each batch

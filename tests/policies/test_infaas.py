@@ -119,6 +119,25 @@ def test_quiet_downgrades_gpu_to_cpu_and_releases_the_gpu_worker(burst_then_quie
     assert violation_rate(q, 80, 200) < 0.01  # the switch itself costs no violations
 
 
+def test_downgrade_considers_the_requirements_that_use_the_variant_not_all_that_may() -> None:
+    # "b" accepts only the GPU variant (accuracy 0.77 > the CPU's 0.76) and sends nothing; "a"
+    # bursts onto the GPU and goes quiet. After the downgrade hold-down (10 s at 5/s from 80 s)
+    # the GPU variant's load goes to the CPU variant and the GPU worker is released. Were the
+    # target required to suit every requirement that *may* use the variant (b too), nothing
+    # would qualify and the GPU would stay until idle for ``idle_s`` (60 s: about 142 s).
+    gpu = variant("r50-gpu", GPU, 1, 16, 1100, 300, 2.7, 1.2, acc=0.77)
+    rng = np.random.default_rng(0)
+    t = poisson(rng, [(0, 20, 20), (20, 80, 400), (80, 200, 5)])
+    res = run([R50_CPU, gpu], [task_app("a", 200, 0), task_app("b", 200, 1, acc=0.77)], t,
+              np.zeros(len(t), dtype=np.int64), 200)  # fmt: skip
+    q, acts, tl = res.queries, res.actions, res.timeline
+    assert (q.loc[(q["arrival"] >= 40) & (q["arrival"] < 80), "hardware"] == "gpu").mean() > 0.95
+    assert 88 < action_time(acts, "(r50-gpu)", after=80) < 100
+    assert (tl.loc[tl["t"] >= 130, "workers_gpu"] == 0).all()
+    assert (q.loc[q["arrival"] >= 100, "hardware"] == "cpu").all()
+    assert violation_rate(q, 80, 200) < 0.01
+
+
 def test_burst_on_a_cpu_only_catalog_replicates_then_scales_down() -> None:
     rng = np.random.default_rng(1)
     t = poisson(rng, [(0, 10, 20), (10, 50, 250), (50, 120, 20)])

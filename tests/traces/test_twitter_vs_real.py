@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +47,10 @@ def real(real_path: Path) -> np.ndarray:
     return read_trace_file(real_path, "counts").values.astype(np.float64)
 
 
-def test_reading_the_real_file_is_fast_and_matches_the_readme(real_path: Path) -> None:
+def test_reading_the_real_file_matches_the_readme(real_path: Path) -> None:
+    # How fast the reader is belongs to benchmarks/, not here: tests do not time things.
     _read_cached.cache_clear()
-    start = time.perf_counter()
     data = read_trace_file(real_path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"reading took {elapsed:.2f} s"
     x = data.values
     assert data.kind == "counts" and data.extent_s == LENGTH == len(x)
     assert x.mean() == pytest.approx(63.6, abs=0.05)

@@ -1,0 +1,263 @@
+"""Fidelity: the same trace once real (ONNX Runtime) and once simulated from the profiled catalog.
+
+``python -m experiments.fidelity [key=value ...]`` (defaults: experiments/conf/fidelity/default.yaml)
+
+1. generates and profiles the chosen built-in model's variant (or reuses the catalog already
+   in ``variants_dir``);
+2. at each load (a fraction of one replica's batch-1 capacity), draws one Poisson trace and
+   replays it through the same cluster model and ``static`` policy: once with the
+   ``onnxruntime`` executor on wall-clock time, then with the ``sim`` executor on virtual time
+   under each profile-to-sim mapping;
+3. writes every run's outputs, ``fidelity.json`` and ``fidelity.md`` (p50 / p99 latency, SLO
+   violation rate, throughput, and their differences) into ``out``.
+
+Profile-to-sim mappings (``sim_mappings``): ``raw`` simulates the profiled medians as they
+are, deterministically; ``calibrated`` adds what the profile does not see but serving pays:
+the measured dispatch overhead of the real executor (thread-pool hand-off and the wake-up of
+the loop, :func:`infaas_sim.realtime.dispatch_overhead_ms`) on every batch, and the run-to-run
+spread of the runtime (``latency_cv`` from the profile) as the sim executor's noise model;
+``replay`` resamples the batch times the real run itself recorded
+(:class:`ResampledServiceExecutor`), which takes the profile out and tests the cluster model
+alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+from omegaconf import OmegaConf
+
+from infaas_sim.catalog import Catalog
+from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.cluster import Instance
+from infaas_sim.errors import ConfigError, InputError
+from infaas_sim.executor import Executor, make_executor
+from infaas_sim.experiment import build_cluster
+from infaas_sim.outputs import write_run
+from infaas_sim.policy import make_policy
+from infaas_sim.query import Application, Level, Query, Requirement
+from infaas_sim.realtime import RunnerExecutor, dispatch_overhead_ms
+from infaas_sim.simulation import RunResult, RunSpec, Workload, run_simulation
+
+CONF = Path(__file__).parent / "conf" / "fidelity" / "default.yaml"
+MAPPINGS = ("raw", "calibrated", "replay")
+METRICS = (
+    ("latency_p50_ms", "p50 latency (ms)", "rel"),
+    ("latency_p99_ms", "p99 latency (ms)", "rel"),
+    ("slo_violation_rate", "SLO violation rate", "points"),
+    ("throughput_qps", "throughput (q/s)", "rel"),
+)
+
+
+def ensure_catalog(cfg: Any) -> Path:
+    from infaas_sim.profiling.build import build_catalog
+    from infaas_sim.profiling.zoo import builtin_family
+
+    folder = Path(str(cfg.variants_dir))
+    path = folder / "catalog.csv"
+    if path.exists() and not cfg.rebuild:
+        return path
+    models = builtin_family([str(cfg.model)], seed=int(cfg.seed))
+    path, _ = build_catalog(
+        models, folder, cores=[float(cfg.cores)], max_batch=int(cfg.max_batch), backends=["onnxruntime"],
+        ort_precisions=[str(cfg.precision)], warmup=5, repeats=int(cfg.profile_repeats),
+    )  # fmt: skip
+    return path
+
+
+class ResampledServiceExecutor(Executor):
+    """The ``replay`` mapping: a simulated executor whose batch of b inputs takes a service
+    time drawn (seeded) from the batch times the real run recorded for batches of b (the
+    nearest recorded size, scaled linearly, when b never ran), plus ``overhead_ms``. It takes
+    the profile out of the comparison: what is left is the cluster model itself (queueing,
+    batching) and the service times' order, which resampling does not keep."""
+
+    name = "sim-replay"
+
+    def __init__(self, service: Sequence[tuple[int, float]], overhead_ms: float) -> None:
+        by_batch: dict[int, list[float]] = {}
+        for b, sec in service:
+            by_batch.setdefault(b, []).append(sec)
+        if not by_batch:
+            raise ConfigError("fidelity: the real run measured no batch to resample")
+        self.samples = {b: np.array(v) for b, v in by_batch.items()}
+        self.overhead_s = overhead_ms / 1000
+
+    def bind(self, env: simpy.Environment, seed: int) -> None:
+        super().bind(env, seed)
+        self.rng = np.random.default_rng([seed, 0x5E5])
+
+    def load(self, instance: Instance) -> simpy.Event:
+        return self.env.timeout(instance.variant.load_latency_ms / 1000)
+
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
+        near = min(self.samples, key=lambda b: (abs(b - inputs), b))
+        pool = self.samples[near]
+        sec = float(pool[self.rng.integers(len(pool))]) * inputs / near
+        return self.env.timeout(sec + self.overhead_s)
+
+
+def batch_times(result: RunResult) -> list[tuple[int, float]]:
+    """(inputs, seconds) of every batch a run served, as the cluster recorded them: the
+    runtime plus every hand-off and wake-up on the way, on the machine as it was."""
+    served = result.queries[result.queries["status"] == "served"]
+    batches = served.groupby(["instance", "completion"], sort=False).agg(
+        inputs=("exec_batch", "first"), ms=("execution_ms", "first")
+    )
+    return [(int(b), float(ms) / 1000) for b, ms in zip(batches["inputs"], batches["ms"], strict=True)]
+
+
+def sim_catalog(catalog: Catalog, overhead_ms: float) -> Catalog:
+    """The catalog the sim arm uses: every latency point shifted by ``overhead_ms``."""
+    out = []
+    for v in catalog.variants:
+        prof = tuple((b, ms + overhead_ms) for b, ms in v.profile)
+        out.append(replace(v, profile=prof, latency_intercept_ms=v.latency_intercept_ms + overhead_ms))
+    return Catalog(out, name=f"{catalog.name}+{overhead_ms:.3f}ms")
+
+
+def _diff(kind: str, r: float, s: float) -> tuple[float, str]:
+    if kind == "points":
+        d = 100 * (s - r)
+        return d, f"{d:+.2f} pts"
+    d = 100 * (s - r) / r if r else math.nan
+    return d, f"{d:+.1f}%"
+
+
+def run_fidelity(cfg: Any) -> dict[str, Any]:
+    mappings = [str(m) for m in cfg.sim_mappings]
+    if not mappings or set(mappings) - set(MAPPINGS):
+        raise ConfigError(f"fidelity: sim_mappings must list some of {', '.join(MAPPINGS)}, got {mappings}")
+    out = Path(str(cfg.out))
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    cat_path = ensure_catalog(cfg)
+    catalog = Catalog.load(cat_path)
+    vid = f"{cfg.model}-ort-{cfg.precision}-{float(cfg.cores):g}c"
+    variant = catalog[vid]
+    frame = pd.read_csv(cat_path)
+    cv = float(frame.loc[frame["variant_id"] == vid, "latency_cv"].iloc[0])
+    overhead = dispatch_overhead_ms()
+    arms = {
+        "raw": (catalog, 0.0),
+        "calibrated": (sim_catalog(catalog, overhead), cv),
+    }
+    cluster = build_cluster(OmegaConf.to_container(cfg.cluster, resolve=True))  # type: ignore[arg-type]
+    app = Application("fidelity", Requirement(Level.VARIANT, vid, slo_ms=float(cfg.slo_ms)), batch=1)
+    capacity = 1000.0 / variant.latency_ms(1)  # one replica, batch 1, queries per second
+    results: list[dict[str, Any]] = []
+    for load in cfg.loads:
+        qps = float(load) * capacity * int(cfg.replicas)
+        rng = np.random.default_rng([int(cfg.seed), round(1000 * float(load))])
+        n = int(qps * float(cfg.duration_s) * 1.3 + 100)
+        times = np.cumsum(rng.exponential(1 / qps, n))
+        times = times[times < float(cfg.duration_s)]
+        wl = Workload([app], times, np.zeros(len(times), dtype=np.int64))
+        spec = RunSpec(duration_s=float(cfg.duration_s), seed=int(cfg.seed), drain_s=10.0)
+
+        def policy() -> Any:
+            return make_policy("static", variants={"fidelity": vid}, replicas=int(cfg.replicas))
+
+        tag = f"load{float(load):g}"
+        real_ex = make_executor("onnxruntime", catalog=str(cat_path), preload=[vid] * int(cfg.replicas))
+        assert isinstance(real_ex, RunnerExecutor)
+        real = run_simulation(catalog, wl, policy(), real_ex, cluster, spec, env=WallClockEnvironment())
+        _check(real, len(times))
+        write_run(real, out / tag / "real", figures=bool(cfg.figures))
+        sims = {}
+        for m in mappings:
+            if m == "replay":
+                sim_ex: Executor = ResampledServiceExecutor(batch_times(real), 0.0)
+                cat = catalog
+            else:
+                cat, noise = arms[m]
+                sim_ex = make_executor("sim", noise_cv=noise)
+            sims[m] = run_simulation(cat, wl, policy(), sim_ex, cluster, spec)
+            _check(sims[m], len(times))
+            write_run(sims[m], out / tag / f"sim_{m}", figures=bool(cfg.figures))
+        rows = []
+        for metric, label, kind in METRICS:
+            r = float(real.summary[metric])
+            row: dict[str, Any] = {"metric": label, "kind": kind, "real": r}
+            for m, res in sims.items():
+                v = float(res.summary[metric])
+                row[f"sim_{m}"] = v
+                row[f"diff_{m}"], row[f"diff_{m}_text"] = _diff(kind, r, v)
+            rows.append(row)
+        service = np.array([x for _, x in real_ex.stats.service]) * 1000
+        results.append({
+            "load": float(load), "qps": qps, "queries": len(times), "rows": rows,
+            "real_mean_exec_batch": float(real.queries["exec_batch"].mean()),
+            "real_runtime_median_ms": float(np.median(service)) if len(service) else math.nan,
+        })  # fmt: skip
+    summary = {
+        "model": vid, "profile_b1_ms": variant.latency_ms(1), "latency_cv": cv, "sim_mappings": mappings,
+        "dispatch_overhead_ms": overhead, "slo_ms": float(cfg.slo_ms), "duration_s": float(cfg.duration_s),
+        "replicas": int(cfg.replicas), "max_batch": variant.max_batch, "cpus": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "results": results,
+    }  # fmt: skip
+    (out / "fidelity.json").write_text(json.dumps(summary, indent=2))
+    (out / "fidelity.md").write_text(markdown(summary))
+    return summary
+
+
+def _check(result: RunResult, n: int) -> None:
+    s = result.summary
+    if s["served"] + s["rejected"] + s["failed"] != n:
+        raise AssertionError(f"fidelity: {n} arrivals but {s['served']}+{s['rejected']}+{s['failed']} outcomes")
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    maps = summary["sim_mappings"]
+    lines = [
+        f"Model `{summary['model']}` (max batch {summary['max_batch']}; profiled batch-1 median "
+        f"{summary['profile_b1_ms']:.3f} ms, run-to-run CV {summary['latency_cv']:.3f}), "
+        f"{summary['replicas']} replica(s), SLO {summary['slo_ms']:g} ms, Poisson arrivals for "
+        f"{summary['duration_s']:g} s on {summary['cpus']} CPUs (load average {summary['load_average_before']:.2f} "
+        f"before, {summary['load_average_after']:.2f} after); measured dispatch overhead "
+        f"{summary['dispatch_overhead_ms']:.3f} ms per batch.",
+        "",
+        "| load | q/s | metric | real | " + " | ".join(f"sim {m} | {m} - real" for m in maps) + " |",
+        "|---|---|---|---|" + "---|---|" * len(maps),
+    ]
+    for res in summary["results"]:
+        for row in res["rows"]:
+            fmt = "{:.2%}" if row["kind"] == "points" else "{:.2f}"
+            cells = " | ".join(f"{fmt.format(row[f'sim_{m}'])} | {row[f'diff_{m}_text']}" for m in maps)
+            lines.append(
+                f"| {res['load']:.2f} | {res['qps']:.1f} | {row['metric']} | {fmt.format(row['real'])} | {cells} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def load_config(overrides: Sequence[str] = ()) -> Any:
+    base = OmegaConf.load(CONF)
+    try:
+        return OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+    except Exception as exc:
+        raise ConfigError(f"fidelity: bad override ({exc})") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        summary = run_fidelity(load_config(args))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
