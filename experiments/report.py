@@ -1,7 +1,7 @@
 """Tables and figures of a finished sweep: ``python -m experiments.report SWEEP_DIR [--out DIR]``.
 
 The SweepSummary callback (experiments/sweep.py) runs the same report after a reproduction
-sweep (``-m +experiment=reproduce``); this entry point redraws it, or reports any sweep folder.
+sweep (``infaas-sim -m +experiment=reproduce``); this entry point redraws it, or reports any sweep folder.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ mutates the cluster; the cluster applies what it returns, paying the delays.
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,10 +170,29 @@ def make_policy(name: str, **params: Any) -> Policy:
         factory = _POLICIES.factories[name]
     except KeyError:
         raise ConfigError(f"unknown policy {name!r} (known: {', '.join(policy_names())})") from None
+    _check_scalar_params(f"policy {name!r}", factory, params)
     try:
         return factory(**params)
     except TypeError as exc:
         raise ConfigError(f"policy {name!r}: {exc}") from None
+
+
+def _check_scalar_params(where: str, factory: Callable[..., Any], params: Mapping[str, Any]) -> None:
+    """A config value of the wrong type (``max_replicas=many``) is a one-line error naming the
+    parameter, before the constructor fails somewhere less clear. Checks the parameters
+    annotated plainly ``int``, ``float`` or ``bool``."""
+    try:
+        hints = typing.get_type_hints(factory.__init__)
+    except Exception:  # unresolvable annotations: leave it to the constructor
+        return
+    for key, value in params.items():
+        ann = hints.get(key)
+        if ann is bool and not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        if ann in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if ann is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
 
 
 def _import_builtin() -> None:

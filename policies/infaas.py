@@ -421,10 +421,11 @@ class InfaasPolicy(Policy):
 
     def _cands_for(self, candidates: Candidates, query: Query, view: ClusterView) -> _Cands:
         cat = self._bind(view)
-        info = _Cands(candidates, query.app.requirement, query.batch, cat, self.loose_slo_ms)
+        req = query.requirement  # the current stage's, for a pipeline
+        info = _Cands(candidates, req, query.batch, cat, self.loose_slo_ms)
         self._cands[id(candidates)] = info
-        self._register(query.app.requirement, query.batch, candidates.indices)
-        info.group = self._groups[(query.app.requirement, query.batch)]
+        self._register(req, query.batch, candidates.indices)
+        info.group = self._groups[(req, query.batch)]
         return info
 
     def _refresh(self, info: _Cands) -> None:
@@ -450,12 +451,12 @@ class InfaasPolicy(Policy):
         cat = self._bind(view)
         actions: list[Action] = []
         chosen: set[int] = set()
-        for app in apps:
-            cands = cat.candidates(app.requirement, app.batch)
-            self._register(app.requirement, app.batch, cands.indices)
+        for app, req in ((a, r) for a in apps for r in a.stages):
+            cands = cat.candidates(req, app.batch)
+            self._register(req, app.batch, cands.indices)
             if not self.preload or not cands.indices:
                 continue
-            vi = self._cold_choice(cands.indices, app.requirement, app.batch)
+            vi = self._cold_choice(cands.indices, req, app.batch)
             if vi is not None and vi not in chosen:
                 chosen.add(vi)
                 actions.append(Load(cat.variants[vi].variant_id, max_batch=self._batch_limit(vi)))

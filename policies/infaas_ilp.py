@@ -41,6 +41,11 @@ workers where none has room), and unloads what it drops once the additions are r
 routes like ``infaas`` and releases quiet workers like its VM autoscaler. When the load is
 more than the worker limits can carry, it solves for the largest share of it that fits
 (3/4, 1/2, 1/4, 1/10).
+
+Reproducibility: a solve that reaches ``time_limit_s`` returns the best solution found by then,
+which depends on the machine's speed and load, so runs of ``infaas-ilp`` that hit the limit
+are not bit-identical across machines (the reproduction's real-trace run differed in the third
+digit of its cost). Raise ``time_limit_s`` where the solves must all reach optimality.
 """
 
 from __future__ import annotations

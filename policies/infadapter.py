@@ -25,11 +25,12 @@ Deviations, each with its reason
   - Forecaster: ridge regression on the lagged window maxima instead of InfAdapter's LSTM
     (the issue allows a lighter learner that forecasts as well; on the real trace's held-out
     days it beats the window maximum: docs/themis_infadapter.md).
-  - The default catalog has ResNet-50/101/152 (no 18/34), so the family has three members.
+  - The family is whatever CPU classifiers of the task meet the accuracy floor; the default
+    catalog has InfAdapter's ResNet-18/34/50/101/152 among them.
   - Profiled capacity: a replica of c cores serves 1000 b / l(c, b) per second at the largest
     batch b whose latency fits half the SLO (the rest is queueing headroom), with l(c, b) the
-    catalog's latency scaled to c cores (:func:`policies.themis.profiled_cpu_latency_ms`,
-    where the core's per-core profile will plug in); InfAdapter measured it by load tests
+    catalog's latency scaled to c cores (:func:`policies.themis.profiled_cpu_latency_ms`);
+    InfAdapter measured it by load tests
     at the 750 ms p99 SLO.
   - A worker (VM) has ``max_replica_cores`` vCPUs, so an allocation of n_m cores runs as
     full replicas of ``max_replica_cores`` and one for the remainder (InfAdapter ran one pod

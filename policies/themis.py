@@ -41,8 +41,11 @@ Deviations, each with its reason
     slice (0.2: about 25%).
   - Profiled points come from the catalog: the variant's latency at its profiled cores,
     scaled to other core counts by the cluster's Amdahl model (``cpu_latency_factor``)
-    behind :func:`profiled_cpu_latency_ms`, which is where the core's per-core profile
-    (interpolated between the catalog's CPU rows of the same model) will plug in.
+    behind :func:`profiled_cpu_latency_ms`. The cluster runs resized replicas at the catalog's
+    per-core profile (``Catalog.cpu_latency_ms``: interpolated in 1/cores between the CPU rows
+    of the same model); the default catalog's rows follow the same Amdahl law, so on it the
+    two agree exactly. A profiled catalog with measured rows would differ: then use
+    ``view.catalog.cpu_latency_ms``.
   - Dispatch: Themis has one FIFO queue per stage feeding batches to replicas (timeout
     50 ms); the cluster has a queue per replica, so queries go join-shortest-queue on the
     estimated wait and each replica batches up to the plan's batch, dispatching at once when

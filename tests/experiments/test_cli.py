@@ -47,7 +47,7 @@ def test_a_run_writes_records_timeline_summary_and_figures(tmp_path: Path) -> No
         ("trace.qps=-1", "qps"),
         ("workload.apps.0.target=speech-recognition", "unknown task"),
         ("workload.apps.0.slo_ms=0.01", "no variant meets"),
-        ("policy.params.replicas=many", "replicas"),
+        ("policy.params.max_replicas=many", "max_replicas"),
         ("catalog.path=/nonexistent/catalog.csv", "not found"),
     ],
 )

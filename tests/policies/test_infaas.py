@@ -4,6 +4,7 @@ on a small in-code catalog by what the run records."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -371,3 +372,17 @@ def test_price_aware_starts_the_cheapest_replicas() -> None:
         bench.cluster.add_worker("cpu", instant=True)
         d = bench.route(0)
         assert isinstance(d, LoadThenServe) and d.variant_id == want
+
+
+def test_each_pipeline_stage_is_routed_on_its_own_requirement(
+    pipeline_catalog: Catalog, h: Any, conserved: Any
+) -> None:
+    app = h.pipeline_app(400.0, min_accuracy=(0.55, 0.75))  # det-gpu, and gpu-a / gpu-b
+    t = h.poisson_times(20, 30.0, seed=4)
+    res = h.simulate(pipeline_catalog, h.workload([app], t), make_policy("infaas"), 30.0)
+    conserved(res, len(t))
+    served = res.queries[res.queries["status"] == "served"]
+    assert len(served) > 0.9 * len(t)
+    stage_variants = served["stage_variants"].map(tuple)
+    assert {sv[0] for sv in stage_variants} == {"det-gpu"}  # the only detector that meets 0.55
+    assert {sv[1] for sv in stage_variants} <= {"gpu-a", "gpu-b"}  # the classifiers that meet 0.75

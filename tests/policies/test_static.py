@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -54,3 +55,25 @@ def test_bad_parameters_are_one_line_config_errors(params: dict[str, object]) ->
     with pytest.raises(ConfigError) as exc:
         make_policy("static", **params)
     assert "\n" not in str(exc.value)
+
+
+def test_a_pipeline_gets_a_variant_per_stage_and_every_stage_is_served(
+    pipeline_catalog: Any, h: Any, conserved: Any
+) -> None:
+    app = h.pipeline_app(400.0)
+    t = h.poisson_times(20, 20.0, seed=3)
+    policy = make_policy("static", replicas=1)
+    res = h.simulate(pipeline_catalog, h.workload([app], t), policy, 20.0)
+    conserved(res, len(t))
+    q = res.queries
+    assert (q["status"] == "served").all()
+    stage_variants = q["stage_variants"].map(tuple)
+    assert {sv[0] for sv in stage_variants} <= {"det-cpu", "det-gpu"}
+    assert {sv[1] for sv in stage_variants} <= {v.variant_id for v in h.VARIANTS}
+
+
+def test_a_pipeline_with_one_named_variant_is_an_error(pipeline_catalog: Any, h: Any) -> None:
+    app = h.pipeline_app(400.0)
+    policy = make_policy("static", variants={"video": "det-cpu"})
+    with pytest.raises(ConfigError, match="one per stage"):
+        h.simulate(pipeline_catalog, h.workload([app], h.periodic_times(0.5, 2.0)), policy, 2.0)
