@@ -30,16 +30,25 @@ from infaas_sim import figures
 # The order arms appear in tables and legends (the system first, then the baselines, then the floors).
 ARM_ORDER = (
     "infaas",
+    "infaas_cpu",
     "infaas_price",
     "infaas_ilp",
     "clipper_plus",
     "sagemaker_plus",
     "static_peak",
     "static_mean",
+    "themis",
+    "ipa",
+    "infadapter",
     "hpa",
     "vpa",
 )
-SCENARIO_ORDER = ("low", "medium", "high", "real_infadapter", "real_themis")
+SCENARIO_ORDER = (
+    *("low", "medium", "high", "real_infadapter", "real_themis"),
+    *("beyond_themis", "beyond_infadapter", "beyond_synthetic", "beyond_pipeline", "beyond_pipeline_synthetic"),
+)
+# The arm others are compared with: INFaaS, or INFaaS on the CPU-only cluster where that is the one.
+REFERENCES = ("infaas", "infaas_cpu")
 
 # (summary key or derived column, header) of a comparison table.
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -170,12 +179,14 @@ def relative_to(table: pd.DataFrame, reference: str = "infaas") -> pd.DataFrame:
 
     return pd.DataFrame(
         {
-            "throughput vs infaas": [ratio(r["throughput_qps"], ref["throughput_qps"]) for _, r in table.iterrows()],
-            "goodput vs infaas": [ratio(r["goodput_qps"], ref["goodput_qps"]) for _, r in table.iterrows()],
-            "violations vs infaas": [
+            f"throughput vs {reference}": [
+                ratio(r["throughput_qps"], ref["throughput_qps"]) for _, r in table.iterrows()
+            ],
+            f"goodput vs {reference}": [ratio(r["goodput_qps"], ref["goodput_qps"]) for _, r in table.iterrows()],
+            f"violations vs {reference}": [
                 ratio(r["slo_violation_rate"], ref["slo_violation_rate"]) for _, r in table.iterrows()
             ],
-            "cost vs infaas": [ratio(r["total_cost"], ref["total_cost"]) for _, r in table.iterrows()],
+            f"cost vs {reference}": [ratio(r["total_cost"], ref["total_cost"]) for _, r in table.iterrows()],
         },
         index=table.index,
     )
@@ -260,7 +271,8 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, draw:
         csv = out / f"table_{sc}.csv"
         table.to_csv(csv)
         md = out / f"table_{sc}.md"
-        rel = relative_to(table)
+        reference = next((r for r in REFERENCES if r in table.index), REFERENCES[0])
+        rel = relative_to(table, reference)
         text = to_markdown(table)
         if not rel.empty:
             text += "\n" + to_markdown(rel, {c: c for c in rel.columns})

@@ -42,10 +42,11 @@ routes like ``infaas`` and releases quiet workers like its VM autoscaler. When t
 more than the worker limits can carry, it solves for the largest share of it that fits
 (3/4, 1/2, 1/4, 1/10).
 
-Reproducibility: a solve that reaches ``time_limit_s`` returns the best solution found by then,
-which depends on the machine's speed and load, so runs of ``infaas-ilp`` that hit the limit
-are not bit-identical across machines (the reproduction's real-trace run differed in the third
-digit of its cost). Raise ``time_limit_s`` where the solves must all reach optimality.
+Reproducibility: each solve is bounded by ``node_limit`` branch-and-bound nodes (SCIP), a limit
+on work, so a solve that stops early returns the same solution on any machine and runs are
+bit-identical. ``time_limit_s`` (30 s) is only a guard: a solve that reaches it returns the best
+solution found by then, which depends on the machine's speed (an earlier version used a 2 s
+time limit and two runs differed in the third digit of their cost).
 """
 
 from __future__ import annotations
@@ -205,8 +206,13 @@ def pack_ffd(p: IlpProblem, counts: Sequence[int]) -> bool:
 
 
 # --- the ILP -----------------------------------------------------------------------------------
-def solve_ilp(p: IlpProblem, time_limit_s: float = 10.0, backend: str = "SCIP") -> IlpSolution:
-    """The paper's ILP, solved to optimality (relative gap 0) by OR-Tools' MIP backend."""
+def solve_ilp(
+    p: IlpProblem, time_limit_s: float = 10.0, backend: str = "SCIP", node_limit: int | None = None
+) -> IlpSolution:
+    """The paper's ILP, solved to optimality (relative gap 0) by OR-Tools' MIP backend.
+
+    ``node_limit`` (SCIP) stops the branch and bound after that many nodes with the best
+    solution so far: a limit on work, not time, so the result does not depend on the machine."""
     t0 = time.perf_counter()
     elig = [eligible(p, a) for a in range(len(p.apps))]
     if any(not e for e in elig):
@@ -255,6 +261,8 @@ def solve_ilp(p: IlpProblem, time_limit_s: float = 10.0, backend: str = "SCIP") 
             s.Add(a_ >= b_)
     s.Minimize(sum(objective))
     s.SetTimeLimit(int(time_limit_s * 1000))
+    if node_limit is not None and backend.upper() == "SCIP":
+        s.SetSolverSpecificParametersAsString(f"limits/nodes = {int(node_limit)}\n")
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, 0.0)
     status = s.Solve(params)
@@ -384,7 +392,8 @@ class InfaasIlpPolicy(InfaasPolicy):
         lambda_load: float = 0.05,
         load_window_s: int = 10,
         extra_slots: int = 4,
-        time_limit_s: float = 2.0,
+        time_limit_s: float = 30.0,
+        node_limit: int = 2000,
         backend: str = "SCIP",
         **params: Any,
     ) -> None:
@@ -398,7 +407,10 @@ class InfaasIlpPolicy(InfaasPolicy):
         self.lambda_load = float(lambda_load)
         self.load_window_s = int(load_window_s)
         self.extra_slots = int(extra_slots)
+        if node_limit < 1:
+            raise ConfigError(f"policy {name}: node_limit must be >= 1, got {node_limit}")
         self.time_limit_s = float(time_limit_s)
+        self.node_limit = int(node_limit)
         self.backend = str(backend)
         self._apps: list[Application] = []
         self._desired: dict[int, int] = {}
@@ -458,12 +470,12 @@ class InfaasIlpPolicy(InfaasPolicy):
         if now - self._solved_at >= self.solve_every_s - 1e-9 and self._apps:
             self._solved_at = now
             prob, idx = self.problem(view)
-            sol = solve_ilp(prob, self.time_limit_s, self.backend)
+            sol = solve_ilp(prob, self.time_limit_s, self.backend, self.node_limit)
             for share in (0.75, 0.5, 0.25, 0.1):  # more load than the worker limits carry
                 if sol.ok:
                     break
                 apps = tuple(replace(a, load=a.load * share) for a in prob.apps)
-                sol = solve_ilp(replace(prob, apps=apps), self.time_limit_s, self.backend)
+                sol = solve_ilp(replace(prob, apps=apps), self.time_limit_s, self.backend, self.node_limit)
             self.solutions.append((now, sol))
             if sol.ok:
                 self._desired = {vi: sol.counts[k] for k, vi in enumerate(idx)}
