@@ -11,14 +11,18 @@
 3. writes every run's outputs, ``fidelity.json`` and ``fidelity.md`` (p50 / p99 latency, SLO
    violation rate, throughput, and their differences) into ``out``.
 
-Profile-to-sim mappings (``sim_mappings``): ``raw`` simulates the profiled medians as they
-are, deterministically; ``calibrated`` adds what the profile does not see but serving pays:
-the measured dispatch overhead of the real executor (thread-pool hand-off and the wake-up of
-the loop, :func:`infaas_sim.realtime.dispatch_overhead_ms`) on every batch, and the run-to-run
-spread of the runtime (``latency_cv`` from the profile) as the sim executor's noise model;
-``replay`` resamples the batch times the real run itself recorded
-(:class:`ResampledServiceExecutor`), which takes the profile out and tests the cluster model
-alone.
+Profile-to-sim mappings (``sim_mappings``), all but ``replay`` predicted from measurements taken
+before the runs: ``raw`` simulates the profiled medians as they are (the runtime alone, back to
+back), deterministically; ``calibrated`` simulates the medians of a *serving-path profile*
+(:func:`infaas_sim.profiling.serving.profile_serving`: batches of each size through the real
+executor on the wall-clock loop, dispatched from timer events after idle gaps, timed as the
+cluster times a batch: loop lag, thread hand-offs, a runtime cold after idling) with its
+run-to-run spread as the sim executor's log-normal noise; ``served`` resamples the batch times of
+an *in-service calibration run* (:func:`infaas_sim.profiling.serving.profile_in_service`: the
+same replica served on its own Poisson trace, another seed, at ``calibration_load``), which also
+holds the tail that serving adds (the loop routing arrivals while a batch runs); ``replay``
+resamples the batch times the real run itself recorded, which takes the profile out and tests
+the cluster model alone (the only arm that uses the run it is compared with).
 """
 
 from __future__ import annotations
@@ -45,12 +49,14 @@ from infaas_sim.executor import Executor, make_executor
 from infaas_sim.experiment import build_cluster
 from infaas_sim.outputs import write_run
 from infaas_sim.policy import make_policy
+from infaas_sim.profiling.profile import fit_line
+from infaas_sim.profiling.serving import profile_in_service, profile_serving
 from infaas_sim.query import Application, Level, Query, Requirement
-from infaas_sim.realtime import RunnerExecutor, dispatch_overhead_ms
+from infaas_sim.realtime import RunnerExecutor
 from infaas_sim.simulation import RunResult, RunSpec, Workload, run_simulation
 
 CONF = Path(__file__).parent / "conf" / "fidelity" / "default.yaml"
-MAPPINGS = ("raw", "calibrated", "replay")
+MAPPINGS = ("raw", "calibrated", "served", "replay")
 METRICS = (
     ("latency_p50_ms", "p50 latency (ms)", "rel"),
     ("latency_p99_ms", "p99 latency (ms)", "rel"),
@@ -117,13 +123,18 @@ def batch_times(result: RunResult) -> list[tuple[int, float]]:
     return [(int(b), float(ms) / 1000) for b, ms in zip(batches["inputs"], batches["ms"], strict=True)]
 
 
-def sim_catalog(catalog: Catalog, overhead_ms: float) -> Catalog:
-    """The catalog the sim arm uses: every latency point shifted by ``overhead_ms``."""
-    out = []
-    for v in catalog.variants:
-        prof = tuple((b, ms + overhead_ms) for b, ms in v.profile)
-        out.append(replace(v, profile=prof, latency_intercept_ms=v.latency_intercept_ms + overhead_ms))
-    return Catalog(out, name=f"{catalog.name}+{overhead_ms:.3f}ms")
+def sim_catalog(catalog: Catalog, variant_id: str, points: Sequence[tuple[int, float]]) -> Catalog:
+    """The catalog the ``calibrated`` arm uses: ``variant_id``'s latency points replaced by
+    ``points`` (the serving-path medians), its line refitted; other variants as they are."""
+    if catalog[variant_id].max_batch > max(b for b, _ in points):
+        raise ConfigError(f"fidelity: the serving profile of {variant_id} misses batch sizes")
+    icpt, slope = fit_line(points)
+    out = [
+        replace(v, profile=tuple(points), latency_intercept_ms=icpt, latency_slope_ms=slope)
+        if v.variant_id == variant_id else v
+        for v in catalog.variants
+    ]  # fmt: skip
+    return Catalog(out, name=f"{catalog.name}+serving")
 
 
 def _diff(kind: str, r: float, s: float) -> tuple[float, str]:
@@ -147,14 +158,23 @@ def run_fidelity(cfg: Any) -> dict[str, Any]:
     variant = catalog[vid]
     frame = pd.read_csv(cat_path)
     cv = float(frame.loc[frame["variant_id"] == vid, "latency_cv"].iloc[0])
-    overhead = dispatch_overhead_ms()
-    arms = {
-        "raw": (catalog, 0.0),
-        "calibrated": (sim_catalog(catalog, overhead), cv),
-    }
-    cluster = build_cluster(OmegaConf.to_container(cfg.cluster, resolve=True))  # type: ignore[arg-type]
-    app = Application("fidelity", Requirement(Level.VARIANT, vid, slo_ms=float(cfg.slo_ms)), batch=1)
+    cluster_conf = OmegaConf.to_container(cfg.cluster, resolve=True)
     capacity = 1000.0 / variant.latency_ms(1)  # one replica, batch 1, queries per second
+    serving = in_service = None
+    if {"calibrated", "served"} & set(mappings):
+        serving = profile_serving(str(cat_path), vid, repeats=int(cfg.serving_repeats),
+                                  gap_ms=float(cfg.serving_gap_ms), seed=int(cfg.seed))  # fmt: skip
+    if "served" in mappings:
+        # A calibration trace of its own (another seed), before the runs it predicts.
+        in_service = profile_in_service(
+            str(cat_path), vid, cluster_conf, float(cfg.calibration_load) * capacity,  # type: ignore[arg-type]
+            float(cfg.calibration_s), seed=int(cfg.seed) + 1000,
+        )  # fmt: skip
+    arms = {"raw": (catalog, 0.0)}
+    if serving is not None:
+        arms["calibrated"] = (sim_catalog(catalog, vid, serving.points()), serving.cv())
+    cluster = build_cluster(cluster_conf)  # type: ignore[arg-type]
+    app = Application("fidelity", Requirement(Level.VARIANT, vid, slo_ms=float(cfg.slo_ms)), batch=1)
     results: list[dict[str, Any]] = []
     for load in cfg.loads:
         qps = float(load) * capacity * int(cfg.replicas)
@@ -179,6 +199,9 @@ def run_fidelity(cfg: Any) -> dict[str, Any]:
             if m == "replay":
                 sim_ex: Executor = ResampledServiceExecutor(batch_times(real), 0.0)
                 cat = catalog
+            elif m == "served":
+                assert in_service is not None
+                sim_ex, cat = ResampledServiceExecutor(in_service.service_seconds(), 0.0), catalog
             else:
                 cat, noise = arms[m]
                 sim_ex = make_executor("sim", noise_cv=noise)
@@ -202,7 +225,12 @@ def run_fidelity(cfg: Any) -> dict[str, Any]:
         })  # fmt: skip
     summary = {
         "model": vid, "profile_b1_ms": variant.latency_ms(1), "latency_cv": cv, "sim_mappings": mappings,
-        "dispatch_overhead_ms": overhead, "slo_ms": float(cfg.slo_ms), "duration_s": float(cfg.duration_s),
+        "serving_b1_ms": serving.median_ms(1) if serving else math.nan,
+        "serving_b1_mean_ms": serving.mean_ms(1) if serving else math.nan,
+        "serving_cv": serving.cv() if serving else math.nan,
+        "in_service_b1_ms": in_service.median_ms(1) if in_service and 1 in in_service.samples else math.nan,
+        "in_service_batches": sum(map(len, in_service.samples.values())) if in_service else 0,
+        "slo_ms": float(cfg.slo_ms), "duration_s": float(cfg.duration_s),
         "replicas": int(cfg.replicas), "max_batch": variant.max_batch, "cpus": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "results": results,
     }  # fmt: skip
@@ -224,8 +252,10 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{summary['profile_b1_ms']:.3f} ms, run-to-run CV {summary['latency_cv']:.3f}), "
         f"{summary['replicas']} replica(s), SLO {summary['slo_ms']:g} ms, Poisson arrivals for "
         f"{summary['duration_s']:g} s on {summary['cpus']} CPUs (load average {summary['load_average_before']:.2f} "
-        f"before, {summary['load_average_after']:.2f} after); measured dispatch overhead "
-        f"{summary['dispatch_overhead_ms']:.3f} ms per batch.",
+        f"before, {summary['load_average_after']:.2f} after); serving-path profile batch-1 median "
+        f"{summary['serving_b1_ms']:.3f} ms (mean {summary['serving_b1_mean_ms']:.3f}, "
+        f"CV {summary['serving_cv']:.3f}); in-service calibration batch-1 median {summary['in_service_b1_ms']:.3f} ms "
+        f"({summary['in_service_batches']} batches).",
         "",
         "| load | q/s | metric | real | " + " | ".join(f"sim {m} | {m} - real" for m in maps) + " |",
         "|---|---|---|---|" + "---|---|" * len(maps),

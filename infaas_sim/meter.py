@@ -12,13 +12,18 @@ class RateMeter:
         self._counts: dict[int, list[float]] = {}
 
     def add(self, key: int, now: float, n: float = 1) -> None:
-        lst = self._counts.get(key)
-        if lst is None:
-            lst = self._counts[key] = []
+        # Hot path (several calls per query): the common case is a known key within the
+        # current second, which raises nothing; a new key or second takes the slow path once.
         s = int(now)
-        if s >= len(lst):
-            lst.extend([0.0] * (s + 1 - len(lst)))
-        lst[s] += n
+        try:
+            self._counts[key][s] += n
+        except (KeyError, IndexError):
+            lst = self._counts.get(key)
+            if lst is None:
+                lst = self._counts[key] = []
+            if s >= len(lst):
+                lst.extend([0.0] * (s + 1 - len(lst)))
+            lst[s] += n
 
     def series(self, key: int, now: float, seconds: int) -> list[float]:
         """Counts of the last ``seconds`` finished seconds, oldest first, zero-padded."""

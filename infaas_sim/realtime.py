@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -309,44 +308,3 @@ def lognormal_cv(p50: float, p99: float) -> float:
         return 0.0
     sigma = math.log(p99 / p50) / 2.3263478740408408
     return math.sqrt(math.expm1(sigma * sigma))
-
-
-def _poster(env: Any, ev: simpy.Event) -> Callable[[Future[float]], None]:
-    def done(fut: Future[float]) -> None:
-        env.post(ev.succeed, fut.result())
-
-    return done
-
-
-def dispatch_overhead_ms(rounds: int = 300, work_s: float = 0.0) -> float:
-    """The serving path's cost per batch beyond the runtime, measured on this machine: the
-    median time from handing a batch to the pool until its completion runs on a wall-clock
-    loop, minus the time the batch itself took (a sleep of ``work_s``, which releases the GIL
-    as ONNX Runtime's ``run`` does). The profile does not see it; the sim adds it to every
-    batch."""
-    from infaas_sim.clock import WallClockEnvironment
-
-    env = WallClockEnvironment()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overhead-probe")
-    samples: list[float] = []
-
-    def work() -> float:
-        t0 = time.perf_counter()
-        if work_s > 0:
-            time.sleep(work_s)
-        return time.perf_counter() - t0
-
-    def probe() -> Any:
-        for _ in range(rounds):
-            ev = env.event()
-            t0 = env.now
-            pool.submit(work).add_done_callback(_poster(env, ev))
-            took = yield ev
-            samples.append(env.now - t0 - took)
-            yield env.timeout(0.001)  # spaced out like arrivals, so the worker thread goes idle
-
-    try:
-        env.run(until=env.process(probe()))
-    finally:
-        pool.shutdown(wait=True)
-    return float(np.median(samples)) * 1000

@@ -94,6 +94,11 @@ class InstanceView(Protocol):
     @property
     def latency_ratio(self) -> float: ...  # recent observed / profiled batch latency (EWMA, 1 at start)
 
+    @property
+    def busy(self) -> bool: ...  # a batch is running (busy_until is its expected end)
+    @property
+    def latency_table(self) -> Sequence[float]: ...  # latency_ms by batch, as a table (hot paths)
+
     def latency_ms(self, batch: int) -> float: ...  # profiled, at its current cores
     def observed_latency_ms(self, batch: int) -> float: ...  # latency_ms scaled by latency_ratio
     def arrival_rate(self, window_s: float) -> float: ...  # queries/s queued on it, finished seconds
@@ -169,6 +174,13 @@ class ClusterView:
     def instances_of(self, vi: int) -> Sequence[InstanceView]:
         """Routable instances (loading or ready) of variant ``vi``; the list is live: don't keep it."""
         return self._c.routable.get(vi, ())
+
+    def routable_map(self) -> Mapping[int, Sequence[InstanceView]]:
+        """Variant index -> its routable instances (:meth:`instances_of` for every variant at
+        once; a variant with none may be absent or map to an empty list). Live: read it, keep
+        it no longer than the call that fetched it, and never change it. For per-query loops,
+        where ``routable_map().get(vi, ())`` saves a method call per variant."""
+        return self._c.routable
 
     def instance(self, iid: int) -> InstanceView:
         return self._c.instances[iid]

@@ -23,7 +23,8 @@ def fidelity(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("fidelity")
     cfg = load_config([
         "model=resnet-tiny", "max_batch=2", "loads=[0.3]", "duration_s=1.5", "profile_repeats=5", "figures=false",
-        f"variants_dir={tmp / 'variants'}", f"out={tmp / 'out'}", "slo_ms=20",
+        f"variants_dir={tmp / 'variants'}", f"out={tmp / 'out'}", "slo_ms=20", "serving_repeats=10",
+        "calibration_s=0.5",
     ])  # fmt: skip
     return tmp / "out", run_fidelity(cfg)
 
@@ -32,7 +33,8 @@ def test_every_arm_replays_the_same_trace_and_writes_its_outputs(fidelity: tuple
     out, summary = fidelity
     (res,) = summary["results"]
     assert res["queries"] > 10
-    executors = {"real": "onnxruntime", "sim_raw": "sim", "sim_calibrated": "sim", "sim_replay": "sim-replay"}
+    executors = {"real": "onnxruntime", "sim_raw": "sim", "sim_calibrated": "sim", "sim_served": "sim-replay",
+                 "sim_replay": "sim-replay"}  # fmt: skip
     for arm, executor in executors.items():
         s = json.loads((out / "load0.3" / arm / "summary.json").read_text())
         assert s["queries"] == res["queries"]
@@ -48,7 +50,10 @@ def test_the_table_compares_each_metric(fidelity: tuple[Path, dict]) -> None:
     p50 = rows[0]
     assert p50["real"] > 0 and p50["sim_raw"] > 0
     assert p50["diff_raw"] == pytest.approx(100 * (p50["sim_raw"] - p50["real"]) / p50["real"])
-    assert summary["dispatch_overhead_ms"] > 0
+    # The serving-path profile (through the executor and the loop) is slower than the runtime
+    # alone at batch 1, which is what the raw arm simulates.
+    assert summary["serving_b1_ms"] > 0 and summary["serving_cv"] >= 0
+    assert p50["sim_calibrated"] > 0 and p50["sim_served"] > 0
     table = (out / "fidelity.md").read_text()
     assert "| 0.30 |" in table and "calibrated - real" in table
 
@@ -70,12 +75,18 @@ def test_replay_resamples_the_measured_service_times(h: Any) -> None:
         ResampledServiceExecutor([], 0.0)
 
 
-def test_the_calibrated_catalog_shifts_every_point_by_the_overhead() -> None:
+def test_the_calibrated_catalog_takes_the_serving_profile_for_the_variant() -> None:
     cat = Catalog.load("default")
-    shifted = sim_catalog(cat, 0.5)
-    v0, v1 = cat.variants[0], shifted.variants[0]
-    assert v1.latency_ms(1) == pytest.approx(v0.latency_ms(1) + 0.5)
-    assert v1.latency_ms(v0.max_batch) == pytest.approx(v0.latency_ms(v0.max_batch) + 0.5)
+    v0, other = cat.variants[0], cat.variants[1]
+    points = [(b, 2.0 + 3.0 * b) for b in range(1, v0.max_batch + 1)]
+    served = sim_catalog(cat, v0.variant_id, points)
+    v1 = served[v0.variant_id]
+    assert v1.latency_ms(1) == pytest.approx(5.0)
+    assert v1.latency_ms(v0.max_batch) == pytest.approx(2.0 + 3.0 * v0.max_batch)
+    assert (v1.latency_intercept_ms, v1.latency_slope_ms) == pytest.approx((2.0, 3.0))
+    assert served[other.variant_id] == other  # the others as profiled
+    with pytest.raises(ConfigError, match="misses batch sizes"):
+        sim_catalog(cat, v0.variant_id, [(1, 5.0)])
 
 
 def test_bad_settings_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
