@@ -86,7 +86,12 @@ Deviations, each with its reason
 Option (off by default; not INFaaS): ``price_aware`` starts, for an application with nothing
 running, the variant whose replicas for its recent rate cost least per hour, and upgrades
 only when the upgrade costs less per hour than the replicas (or the worker limit leaves no
-room for them); it places replicas by memory and cores alone (no per-worker replica cap).
+room for them); it places replicas by memory and cores alone (no per-worker replica cap); and
+in place of INFaaS's downgrade rule it *rightsizes*: a variant whose recent load a cheaper
+variant (any hardware, any architecture its applications accept, within their SLO) would carry
+for at least ``rightsize_margin`` less per hour, for ``downgrade_holddown`` ticks in a row,
+moves there (target loaded first, then the source dropped, as a downgrade). Without it an
+application that found an expensive variant running (another's GPU) stays on it for good.
 INFaaS's own selection is latency-first and price-blind; the option measures what that costs
 (benchmarks/bench_infaas.py).
 """
@@ -142,7 +147,7 @@ class _Cands:
     """What route needs about one memoised candidate set (one requirement at one batch)."""
 
     __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "req", "running", "slo",
-                 "version")  # fmt: skip
+                 "use_key", "version")  # fmt: skip
 
     def __init__(self, obj: Candidates, req: Requirement, batch: int, catalog: Catalog, loose_ms: float) -> None:
         self.obj = obj
@@ -158,6 +163,7 @@ class _Cands:
         self.running: list[tuple[int, float, bool]] = []
         self.version = -1
         self.group: frozenset[int] = frozenset()  # the variants this requirement may use
+        self.use_key: tuple[frozenset[int], float] = (frozenset(), _INF)  # (group, SLO) for _used_by
 
 
 @dataclass
@@ -166,7 +172,7 @@ class _Transition:
 
     src: int
     dst: int
-    kind: str  # "upgrade" or "downgrade"
+    kind: str  # "upgrade", "downgrade" or "rightsize"
     replicas: int
     started: float
 
@@ -286,6 +292,7 @@ class InfaasPolicy(Policy):
         stopgap: bool = True,
         preload: bool = True,
         price_aware: bool = False,
+        rightsize_margin: float = 0.1,
     ) -> None:
         name = type(self).name or "infaas"
         for key, val in (("tick_s", tick_s), ("vm_period_s", vm_period_s), ("rate_window_s", rate_window_s),
@@ -295,6 +302,8 @@ class InfaasPolicy(Policy):
                 raise ConfigError(f"policy {name}: {key} must be > 0, got {val}")
         if slack < 1:
             raise ConfigError(f"policy {name}: slack must be >= 1, got {slack}")
+        if not 0 <= rightsize_margin < 1:
+            raise ConfigError(f"policy {name}: rightsize_margin must be in [0, 1), got {rightsize_margin}")
         for key, ival in (("max_replicas", max_replicas), ("scale_down_holddown", scale_down_holddown),
                           ("gpu_scale_down_holddown", gpu_scale_down_holddown),
                           ("inf_scale_down_holddown", inf_scale_down_holddown),
@@ -352,6 +361,7 @@ class InfaasPolicy(Policy):
         self.stopgap = bool(stopgap)
         self.preload = bool(preload)
         self.price_aware = bool(price_aware)
+        self.rightsize_margin = float(rightsize_margin)
         # --- state, keyed by variant index / worker id / instance id ---------------------
         self._catalog: Catalog | None = None
         self._kinds: list[HardwareKind] = []  # hardware kinds the cluster can start
@@ -363,7 +373,8 @@ class InfaasPolicy(Policy):
         self._groups: dict[tuple[Requirement, int], frozenset[int]] = {}
         self._vi_slo: dict[int, float] = {}  # tightest SLO among requirements that may use it
         self._vi_groups: dict[int, list[frozenset[int]]] = {}
-        self._used_by: dict[int, dict[frozenset[int], float]] = {}  # per variant: group -> last served
+        # per variant: (group, SLO) of each requirement it served -> when it last did
+        self._used_by: dict[int, dict[tuple[frozenset[int], float], float]] = {}
         self._running: set[int] = set()
         self._version = 0
         self._serve: dict[int, Serve] = {}
@@ -427,6 +438,7 @@ class InfaasPolicy(Policy):
         self._cands[id(candidates)] = info
         self._register(req, query.batch, candidates.indices)
         info.group = self._groups[(req, query.batch)]
+        info.use_key = (info.group, _INF if req.slo_ms is None else float(req.slo_ms))
         return info
 
     def _refresh(self, info: _Cands) -> None:
@@ -579,7 +591,7 @@ class InfaasPolicy(Policy):
         used = self._used_by.get(chosen.vi)
         if used is None:
             used = self._used_by[chosen.vi] = {}
-        used[info.group] = now
+        used[info.use_key] = now
         serve = self._serve.get(chosen.iid)
         if serve is None or serve.instance is not chosen:
             serve = self._serve[chosen.iid] = Serve(chosen)
@@ -838,7 +850,13 @@ class InfaasPolicy(Policy):
                     r -= 1
             else:
                 self._down[vi] = 0
-            if slo is not None and downgrade_due(
+            if self.price_aware:
+                target = self._rightsize_target(room, vi, demand, max(need, 1), view.now)
+                self._dg[vi] = self._dg.get(vi, 0) + 1 if target is not None else 0
+                if target is not None and self._dg[vi] >= self.downgrade_holddown:
+                    self._dg[vi] = 0
+                    self._start_transition(view, room, actions, vi, target[0], target[1], "rightsize")
+            elif slo is not None and downgrade_due(
                 v.hardware, slo, v.latency_by_batch[1], demand, r * cur.throughput,
                 self.gpu_downgrade_slo_factor, self.gpu_downgrade_load_share,
                 self.inf_downgrade_slo_factor, self.inf_downgrade_load_share,
@@ -867,7 +885,7 @@ class InfaasPolicy(Policy):
     def _eligible_recent(self, vi: int, now: float) -> frozenset[int]:
         """Variants every requirement that ``vi`` served within ``idle_s`` accepts (all that may
         use it when none did): a downgrade moves the load it has, not load it might get."""
-        groups = [g for g, t in self._used_by.get(vi, {}).items() if now - t < self.idle_s]
+        groups = [g for (g, _), t in self._used_by.get(vi, {}).items() if now - t < self.idle_s]
         if not groups:
             return self._eligible(vi)
         out = groups[0]
@@ -887,6 +905,37 @@ class InfaasPolicy(Policy):
             return None
         opt, n = pick
         if n * opt.price_per_hour >= r * self._price[vi]:
+            return None
+        return opt.index, n
+
+    def _rightsize_target(
+        self, room: _Room, vi: int, demand: float, need: int, now: float
+    ) -> tuple[int, int] | None:
+        """``price_aware``: the cheapest variant (and replicas) for ``vi``'s recent load among
+        those its recent users accept within their tightest SLO and the cluster has room for
+        (live workers plus those its kind may add), if it saves at least ``rightsize_margin``
+        of the ``need`` replicas' price. Room matters: a target without it would be upgraded
+        away again, and the two would alternate."""
+        assert self._catalog is not None
+        variants = self._catalog.variants
+        recent = [slo for (_, slo), t in self._used_by.get(vi, {}).items() if now - t < self.idle_s]
+        slo = min(recent, default=self._vi_slo.get(vi, _INF))
+        elig = [
+            u
+            for u in sorted(self._eligible_recent(vi, now))
+            if u != vi and self._kind_ok[u] and variants[u].latency_by_batch[1] <= slo
+        ]
+        opts = []
+        for u in elig:
+            o = self._option(u, slo)
+            n = replicas_for(demand, o.throughput, self.slack)
+            if room.count(variants[u], u, n, new_workers=True) >= n:
+                opts.append(o)
+        pick = cheapest_option(opts, demand, self.slack)
+        if pick is None:
+            return None
+        opt, n = pick
+        if n * opt.price_per_hour > (1.0 - self.rightsize_margin) * need * self._price[vi]:
             return None
         return opt.index, n
 

@@ -286,6 +286,7 @@ def greedy_solution(
     loose_slo_ms: float = LOOSE_SLO_MS,
     rounds: int = 4,
     price_aware: bool = False,
+    rightsize_margin: float = 0.1,
 ) -> IlpSolution:
     """The steady state of the online ``infaas`` autoscaler on this problem.
 
@@ -300,7 +301,9 @@ def greedy_solution(
     ``price_aware`` is the policy's option of that name (not INFaaS). Replication is limited
     to ``replicas_per_worker`` (the policy's defaults; none with ``price_aware``) times the
     kind's worker slots; beyond that an upgrade is forced (the online policy forces it when
-    the live workers are full)."""
+    the live workers are full). With ``price_aware`` the downgrade is the policy's rightsizing:
+    a group moves to the cheapest variant all its applications accept within their SLO when
+    that saves at least ``rightsize_margin`` of its price."""
     t0 = time.perf_counter()
     caps: dict[str, float] = {"cpu": 2, "gpu": 1, "inferentia": 2}
     if replicas_per_worker is not None:
@@ -338,7 +341,17 @@ def greedy_solution(
         started.add(assign[-1])
     counts = [0] * nv
     replaced: set[int] = set()
-    for _ in range(rounds):
+
+    def per_worker(u: int) -> int:
+        k = p.kinds[p.variants[u].kind]
+        cap = caps.get(p.variants[u].kind, math.inf)
+        return int(min(k.memory_mb / p.variants[u].memory_mb, k.units / p.variants[u].units, cap) + 1e-9)
+
+    def room_for(u: int) -> int:  # replicas of u the kind's workers hold
+        return per_worker(u) * p.kinds[p.variants[u].kind].slots
+
+    for rnd in range(rounds + 1):
+        final = rnd == rounds  # a last pass sizes what the moves left, moving nothing
         users: dict[int, list[int]] = {}
         for a, j in enumerate(assign):
             users.setdefault(j, []).append(a)
@@ -352,19 +365,31 @@ def greedy_solution(
             common = set(elig[apps[0]]).intersection(*(elig[a] for a in apps[1:]))
             cur = opt(j, slo)
             r = max(p.current[j], 1)  # a variant not running is loaded by the first query
-            k = p.kinds[v.kind]
-            per = int(min(k.memory_mb / v.memory_mb, k.units / v.units, caps.get(v.kind, math.inf)) + 1e-9)
             ups = [opt(u, slo) for u in sorted(common) if u != j and p.variants[u].architecture == v.architecture]
             plan = plan_scale_up(cur, r, demand, ups, p.slack, upgrade_load_ratio, max_replicas,
-                                 max(0, per * k.slots - r), price_aware)  # fmt: skip
-            if plan.action == "upgrade":
+                                 max(0, room_for(j) - r), price_aware)  # fmt: skip
+            if plan.action == "upgrade" and not final:
                 for a in apps:
                     assign[a] = plan.target
                 replaced.add(j)
                 moved = True
                 continue
             n = plan.replicas if plan.action == "replicate" else replicas_for(demand, cur.throughput, p.slack)
-            if downgrade_due(HardwareKind(v.kind), slo, v.latency_by_batch[1], demand, n * cur.throughput):
+            if plan.action == "upgrade":  # the final pass: as many replicas as there is room for
+                n = min(replicas_for(demand, cur.throughput, p.slack), max(r, room_for(j)))
+            if not final and price_aware:
+                fits = [opt(u, slo) for u in sorted(common) if u != j and p.variants[u].latency_by_batch[1] <= slo]
+                roomy = [o for o in fits if replicas_for(demand, o.throughput, p.slack) <= room_for(o.index)]
+                pick = cheapest_option(roomy, demand, p.slack)
+                save = (1.0 - rightsize_margin) * n * v.price_per_hour
+                if pick is not None and pick[1] * pick[0].price_per_hour <= save:
+                    for a in apps:
+                        assign[a] = pick[0].index
+                    replaced.add(j)
+                    moved = True
+                    continue
+            elif not final and downgrade_due(HardwareKind(v.kind), slo, v.latency_by_batch[1], demand,
+                                             n * cur.throughput):  # fmt: skip
                 cpus = [u for u in sorted(common) if p.variants[u].kind == "cpu"]
                 same = [u for u in cpus if p.variants[u].architecture == v.architecture]
                 pick = cheapest_option([opt(u, slo) for u in (same or cpus)], demand, p.slack)

@@ -374,6 +374,55 @@ def test_price_aware_starts_the_cheapest_replicas() -> None:
         assert isinstance(d, LoadThenServe) and d.variant_id == want
 
 
+@pytest.fixture(scope="module")
+def gpu_left_behind() -> dict[bool, RunResult]:
+    # "tight" (10 ms: only the GPU fits) starts first and stops at 30 s; "loose" (2 s) joins
+    # at 10 s, finds the GPU running (nothing else) and uses it. At 40/s the GPU runs 5% of its capacity:
+    # above INFaaS's 3% downgrade threshold, so INFaaS keeps a $3.06/h GPU for load one
+    # $0.096/h CPU replica carries.
+    rng = np.random.default_rng(3)
+    ta = poisson(rng, [(0, 30, 20)])
+    tb = poisson(rng, [(10, 150, 40)])
+    t = np.concatenate([ta, tb])
+    order = np.argsort(t, kind="stable")
+    apps_of = np.concatenate([np.zeros(len(ta), dtype=np.int64), np.ones(len(tb), dtype=np.int64)])[order]
+    apps = [task_app("tight", 10, 0), task_app("loose", 2000, 1)]
+    return {pa: run([R50_CPU, R50_GPU], apps, t[order], apps_of, 150, preload=False, idle_s=20, price_aware=pa)
+            for pa in (False, True)}  # fmt: skip
+
+
+def test_price_aware_rightsizes_a_variant_its_remaining_users_can_leave(
+    gpu_left_behind: dict[bool, RunResult],
+) -> None:
+    infaas, priced = gpu_left_behind[False], gpu_left_behind[True]
+    for res in (infaas, priced):
+        q = res.queries
+        loose = q[q["app"] == "loose"]
+        assert (loose.loc[loose["arrival"] < 30, "hardware"] == "gpu").all()  # it joined the running GPU
+    # As released: the loose application stays on the GPU to the end.
+    q = infaas.queries
+    assert (q.loc[q["arrival"] > 120, "hardware"] == "gpu").all()
+    assert not any("(r50-gpu)" in a and "unload" in a for _, a in infaas.actions)
+    # price_aware: not while "tight" may still come back (idle_s = 20 s after its last query,
+    # its 10 ms SLO rules the CPU out); after that, a CPU replica is loaded first, then the
+    # GPU dropped, then its worker released, without violations.
+    acts, tl, q = priced.actions, priced.timeline, priced.queries
+    t_cpu = action_time(acts, "load r50-cpu", after=30)
+    t_unload_gpu = action_time(acts, "(r50-gpu)", after=30)
+    assert 50 < t_cpu < t_unload_gpu < 90
+    assert t_unload_gpu - t_cpu >= R50_CPU.load_latency_ms / 1000
+    tail = q[q["arrival"] > 120]
+    assert (tail["hardware"] == "cpu").all() and tail["slo_met"].all()
+    assert (tl.loc[tl["t"] >= 140, "workers_gpu"] == 0).all()
+    assert violation_rate(q[q["app"] == "loose"], 30, 150) < 0.01
+    assert priced.summary["total_cost"] < 0.8 * infaas.summary["total_cost"]
+
+
+def test_rightsize_margin_must_be_a_fraction() -> None:
+    with pytest.raises(ConfigError, match=r"rightsize_margin must be in \[0, 1\), got 1\.5"):
+        make_policy("infaas", price_aware=True, rightsize_margin=1.5)
+
+
 def test_each_pipeline_stage_is_routed_on_its_own_requirement(
     pipeline_catalog: Catalog, h: Any, conserved: Any
 ) -> None:

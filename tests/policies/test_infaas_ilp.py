@@ -168,6 +168,38 @@ def test_ilp_load_penalty_keeps_what_is_loaded() -> None:
     assert dear_loads.counts == (0, 1)
 
 
+def test_greedy_price_aware_leaves_an_expensive_running_variant() -> None:
+    # 100/s at a 200 ms SLO on two running GPUs. INFaaS's greedy keeps the GPU (its load is
+    # 14% of one GPU's capacity, above the 3% downgrade threshold); with price_aware it moves
+    # to the two CPU replicas the ILP also picks.
+    p = _two_variant_problem(100.0, (0, 2))
+    assert greedy_solution(p).counts == (0, 1)
+    priced = greedy_solution(p, price_aware=True)
+    opt = solve_ilp(p)
+    assert priced.counts == opt.counts == (2, 0) and priced.assignment == (0,)
+    assert priced.cost == pytest.approx(opt.cost)
+    # Only a saving of at least rightsize_margin moves it.
+    assert greedy_solution(p, price_aware=True, rightsize_margin=0.95).counts == (0, 1)
+
+
+def test_greedy_sizes_every_variant_it_assigns() -> None:
+    # Whatever it moved (upgrades, downgrades, rightsizing), each application's variant ends
+    # with replicas.
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(80):
+        p = random_problem(rng)
+        for price_aware in (False, True):
+            g = greedy_solution(p, price_aware=price_aware)
+            if -1 in g.assignment:
+                continue
+            assert all(g.counts[j] >= 1 for j in g.assignment), (p, g)
+            if g.ok:
+                assert g.cost >= solve_ilp(p, time_limit_s=20).cost - 1e-9
+            checked += 1
+    assert checked >= 80
+
+
 def test_ilp_reports_an_application_nothing_can_serve() -> None:
     p = _two_variant_problem(10.0, (0, 0))
     p = IlpProblem(p.variants, (IlpApp("tight", 10.0, 1.0, (0, 1)),), p.kinds, p.current)
