@@ -3,9 +3,10 @@
 Compilation (:func:`compile_neuron`) traces the registered PyTorch module at the variant's
 max batch with the Neuron SDK and saves TorchScript:
 
-- ``torch_neuronx`` (Inferentia2 / Trainium, SDK 2.x): ``torch_neuronx.trace``; a variant with
-  n NeuronCores is loaded as ``torch_neuronx.DataParallel`` over n cores (the SDK's way to use
-  several cores for one model);
+- ``torch_neuronx`` (Inferentia2 / Trainium, SDK 2.x): ``torch_neuronx.trace`` at
+  ceil(max batch / n) for a variant with n NeuronCores, loaded as ``torch_neuronx.DataParallel``
+  over the n cores, which splits a batch along dim 0, one slice per core (the SDK's way to use
+  several cores for one model; its docs: compile batch = inference batch / cores);
 - ``torch_neuron`` (Inferentia1, the inf1 instances of the INFaaS evaluation):
   ``torch.neuron.trace`` with ``--neuroncore-pipeline-cores n`` (the compiler shards the model
   over n cores as a pipeline).
@@ -16,6 +17,7 @@ does. Without the SDK the backend is reported absent and the executor refuses to
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,8 @@ def compile_neuron(module: Any, example: np.ndarray, out_path: Path, cores: int,
     if sdk is None:
         raise RuntimeError(neuron_absent())
     kind, lib = sdk
-    x = torch.from_numpy(np.resize(np.asarray(example, np.float32), (max_batch, *example.shape[1:])))
+    batch = math.ceil(max_batch / cores) if kind == "neuronx" else max_batch
+    x = torch.from_numpy(np.resize(np.asarray(example, np.float32), (batch, *example.shape[1:])))
     module = module.eval()
     if kind == "neuronx":
         traced = lib.trace(module, x)
@@ -82,17 +85,19 @@ class NeuronModelRunner:
             model = lib.DataParallel(model, device_ids=list(range(cores)), dim=0)
         self.model = model
         self.max_batch = max_batch
+        # The static batch a call runs: the compiled one, times the cores DataParallel spreads it on.
+        self.padded = math.ceil(max_batch / cores) * cores if kind == "neuronx" else max_batch
         # TorchScript does not keep the traced example's shape: the generator writes it into
         # the variant's options (``shape=CxHxW``) and the factory sets it.
         self.input_shape: tuple[int, ...] = ()
 
     def set_shape(self, shape: tuple[int, ...]) -> None:
         self.input_shape = shape
-        self.x = self.torch.rand((self.max_batch, *shape))
+        self.x = self.torch.rand((self.padded, *shape))
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         n = len(inputs)
-        x = self.torch.from_numpy(np.resize(np.asarray(inputs, np.float32), (self.max_batch, *self.input_shape)))
+        x = self.torch.from_numpy(np.resize(np.asarray(inputs, np.float32), (self.padded, *self.input_shape)))
         with self.torch.no_grad():
             return np.asarray(self.model(x)[:n].numpy())
 

@@ -106,8 +106,11 @@ class TrtModelRunner:
         # Synthetic inputs live on the device: serving measures the engine, not the PCIe copy.
         self.x = torch.rand((max_batch, *self.input_shape), device=self.device, dtype=torch.float32)
         self.y = torch.empty((max_batch, *[int(d) for d in out_shape[1:]]), device=self.device, dtype=torch.float32)
+        torch.cuda.synchronize(self.device)  # the buffers are filled on the default stream
 
     def _execute(self, x: Any, n: int) -> Any:
+        # PyTorch's side streams do not wait for the default stream, where ``run`` copied x.
+        self.stream.wait_stream(self.torch.cuda.current_stream(self.device))
         self.context.set_input_shape(self.input_name, (n, *self.input_shape))
         self.context.set_tensor_address(self.input_name, x.data_ptr())
         self.context.set_tensor_address(self.output_name, self.y.data_ptr())
