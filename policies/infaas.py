@@ -89,8 +89,9 @@ only when the upgrade costs less per hour than the replicas (or the worker limit
 room for them); it places replicas by memory and cores alone (no per-worker replica cap); and
 in place of INFaaS's downgrade rule it *rightsizes*: a variant whose recent load a cheaper
 variant (any hardware, any architecture its applications accept, within their SLO) would carry
-for at least ``rightsize_margin`` less per hour, for ``downgrade_holddown`` ticks in a row,
-moves there (target loaded first, then the source dropped, as a downgrade). Without it an
+for at least ``rightsize_margin`` less per hour, for ``downgrade_holddown`` ticks in a row (the same
+target each tick), moves there (target loaded first, then the source dropped, as a downgrade);
+a variant a move went to is not moved again for ``rightsize_cooldown_s``. Without it an
 application that found an expensive variant running (another's GPU) stays on it for good.
 INFaaS's own selection is latency-first and price-blind; the option measures what that costs
 (benchmarks/bench_infaas.py).
@@ -293,6 +294,7 @@ class InfaasPolicy(Policy):
         preload: bool = True,
         price_aware: bool = False,
         rightsize_margin: float = 0.1,
+        rightsize_cooldown_s: float = 60.0,
     ) -> None:
         name = type(self).name or "infaas"
         for key, val in (("tick_s", tick_s), ("vm_period_s", vm_period_s), ("rate_window_s", rate_window_s),
@@ -321,7 +323,7 @@ class InfaasPolicy(Policy):
             if not 0 <= share <= 1:
                 raise ConfigError(f"policy {name}: {key} must be in [0, 1], got {share}")
         if min(loose_slo_ms, gpu_downgrade_slo_factor, inf_downgrade_slo_factor, vm_backoff_s, evict_idle_s,
-               idle_s) < 0:  # fmt: skip
+               idle_s, rightsize_cooldown_s) < 0:  # fmt: skip
             raise ConfigError(f"policy {name}: thresholds and periods must be >= 0")
         self.tick_s = self._period = float(tick_s)
         self.vm_period_s = float(vm_period_s)
@@ -362,6 +364,7 @@ class InfaasPolicy(Policy):
         self.preload = bool(preload)
         self.price_aware = bool(price_aware)
         self.rightsize_margin = float(rightsize_margin)
+        self.rightsize_cooldown_s = float(rightsize_cooldown_s)
         # --- state, keyed by variant index / worker id / instance id ---------------------
         self._catalog: Catalog | None = None
         self._kinds: list[HardwareKind] = []  # hardware kinds the cluster can start
@@ -383,6 +386,8 @@ class InfaasPolicy(Policy):
         self._route_kinds: set[HardwareKind] = set()  # kinds of loads the route asked for
         self._down: dict[int, int] = {}  # scale-down hold-down counters
         self._dg: dict[int, int] = {}  # downgrade hold-down counters
+        self._rs_target: dict[int, int] = {}  # per variant: the rightsizing target its counter is for
+        self._rs_since: dict[int, float] = {}  # per variant: when a rightsizing made it the target
         self._trans: dict[int, _Transition] = {}  # by source variant
         self._want_room: dict[HardwareKind, int] = {}
         self._quiet: dict[int, int] = {}
@@ -851,10 +856,19 @@ class InfaasPolicy(Policy):
             else:
                 self._down[vi] = 0
             if self.price_aware:
-                target = self._rightsize_target(room, vi, demand, max(need, 1), view.now)
-                self._dg[vi] = self._dg.get(vi, 0) + 1 if target is not None else 0
+                # The same target for the hold-down, and not soon after a move here: demand
+                # that moves between two variants' replica steps must not move the load back and forth.
+                settled = view.now - self._rs_since.get(vi, -_INF) >= self.rightsize_cooldown_s
+                target = self._rightsize_target(room, vi, demand, max(need, 1), view.now) if settled else None
+                if target is None:
+                    self._dg[vi] = 0
+                elif self._rs_target.get(vi) == target[0]:
+                    self._dg[vi] = self._dg.get(vi, 0) + 1
+                else:
+                    self._rs_target[vi], self._dg[vi] = target[0], 1
                 if target is not None and self._dg[vi] >= self.downgrade_holddown:
                     self._dg[vi] = 0
+                    self._rs_since[target[0]] = view.now
                     self._start_transition(view, room, actions, vi, target[0], target[1], "rightsize")
             elif slo is not None and downgrade_due(
                 v.hardware, slo, v.latency_by_batch[1], demand, r * cur.throughput,
