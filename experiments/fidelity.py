@@ -50,7 +50,7 @@ from infaas_sim.experiment import build_cluster
 from infaas_sim.outputs import write_run
 from infaas_sim.policy import make_policy
 from infaas_sim.profiling.profile import fit_line
-from infaas_sim.profiling.serving import profile_in_service, profile_serving
+from infaas_sim.profiling.serving import batch_times, profile_in_service, profile_serving
 from infaas_sim.query import Application, Level, Query, Requirement
 from infaas_sim.realtime import RunnerExecutor
 from infaas_sim.simulation import RunResult, RunSpec, Workload, run_simulation
@@ -111,16 +111,6 @@ class ResampledServiceExecutor(Executor):
         pool = self.samples[near]
         sec = float(pool[self.rng.integers(len(pool))]) * inputs / near
         return self.env.timeout(sec + self.overhead_s)
-
-
-def batch_times(result: RunResult) -> list[tuple[int, float]]:
-    """(inputs, seconds) of every batch a run served, as the cluster recorded them: the
-    runtime plus every hand-off and wake-up on the way, on the machine as it was."""
-    served = result.queries[result.queries["status"] == "served"]
-    batches = served.groupby(["instance", "completion"], sort=False).agg(
-        inputs=("exec_batch", "first"), ms=("execution_ms", "first")
-    )
-    return [(int(b), float(ms) / 1000) for b, ms in zip(batches["inputs"], batches["ms"], strict=True)]
 
 
 def sim_catalog(catalog: Catalog, variant_id: str, points: Sequence[tuple[int, float]]) -> Catalog:

@@ -201,6 +201,10 @@ class Catalog:
         self._by_task = {k: np.array(v) for k, v in by_task.items()}
         self._by_arch = {k: np.array(v) for k, v in by_arch.items()}
         self._memo: dict[tuple[Requirement, int], Candidates] = {}
+        # (id(requirement), batch) -> (requirement, candidates): queries share their
+        # application's requirement objects, so identity finds the memo entry without hashing
+        # the frozen dataclass per query; the requirement is kept so that its id is not reused.
+        self._by_id: dict[tuple[int, int], tuple[Requirement, Candidates]] = {}
         self._core_profiles: dict[int, CoreProfile] = {}
         self._core_tables: dict[tuple[int, float], tuple[float, ...]] = {}
         # CPU models: variants alike but for their core allocation are one model's profile.
@@ -316,11 +320,18 @@ class Catalog:
         return self._by_task[key]
 
     def candidates(self, req: Requirement, batch: int) -> Candidates:
-        """Variants meeting ``req`` for a query of ``batch`` inputs, fastest first (memoised)."""
+        """Variants meeting ``req`` for a query of ``batch`` inputs, fastest first (memoised;
+        the same object for equal requirements)."""
+        fast = self._by_id.get((id(req), batch))
+        if fast is not None and fast[0] is req:
+            return fast[1]
         key = (req, batch)
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self._compute_candidates(req, batch)
+        if len(self._by_id) >= 4096:  # bounded, should anything build requirements per query
+            self._by_id.clear()
+        self._by_id[(id(req), batch)] = (req, hit)
         return hit
 
     def _compute_candidates(self, req: Requirement, batch: int) -> Candidates:

@@ -60,25 +60,21 @@ class WallClockEnvironment(simpy.Environment):
             wall = self.wall()
             if nxt <= wall:
                 break
-            wait = float("inf")
-            try:
-                if nxt == float("inf"):
-                    fn, args = self._inbox.get()
-                else:
-                    # The OS wakes a timed wait up to ~0.2 ms late on a busy machine (docs/real_execution.md),
-                    # which every batch's timer pays; sleep until just before the event is due
-                    # and poll for the rest.
-                    wait = (nxt - wall) / self.factor - SPIN_S
-                    if wait > 0:
-                        fn, args = self._inbox.get(timeout=wait)
-                    else:
-                        fn, args = self._inbox.get_nowait()
-            except queue.Empty:
-                if wait <= 0:
-                    # Polling: give the GIL away each round, or the runtime threads' callbacks
-                    # wait out the interpreter's 5 ms switch interval.
-                    time.sleep(0)
-                continue
+            if nxt == float("inf"):
+                fn, args = self._inbox.get()
+            else:
+                # The OS wakes a timed wait up to ~0.2 ms late on a busy machine (docs/real_execution.md),
+                # which every batch's timer pays; sleep until just before the event is due
+                # and poll for the rest.
+                wait = (nxt - wall) / self.factor - SPIN_S
+                try:
+                    fn, args = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
+                except queue.Empty:
+                    if wait <= 0:
+                        # Polling: give the GIL away each round, or the runtime threads'
+                        # callbacks wait out the interpreter's 5 ms switch interval.
+                        time.sleep(0)
+                    continue
             self._run_posted(fn, args)
             if self.peek() <= self._now:
                 break

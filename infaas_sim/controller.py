@@ -14,11 +14,11 @@ candidates for the stage's requirement, the policy's ``route`` (which reads ``qu
 
 from __future__ import annotations
 
-from infaas_sim.catalog import Candidates, Catalog
+from infaas_sim.catalog import Catalog
 from infaas_sim.cluster import Cluster, stage_key
 from infaas_sim.metrics import Recorder
 from infaas_sim.policy import LoadThenServe, Policy, Serve
-from infaas_sim.query import Query, Requirement
+from infaas_sim.query import Query
 from infaas_sim.view import ClusterView, InstanceState
 
 _READY = InstanceState.READY  # bound once: an enum member lookup costs ~60 ns per use (per query here)
@@ -32,11 +32,6 @@ class Controller:
         self.recorder = recorder
         self.view = ClusterView(cluster)
         self.catalog: Catalog = cluster.catalog
-        # (id(requirement), batch) -> (requirement, candidates): the catalog memoises by
-        # (requirement, batch), which hashes the frozen dataclass on every query; queries share
-        # their application's requirement objects, so identity finds the same memo entry
-        # without hashing. The requirement is kept so that its id is not reused.
-        self._cands: dict[tuple[int, int], tuple[Requirement, Candidates]] = {}
         recorder.on_stage_done = self._stage_done
 
     def submit(self, q: Query) -> None:
@@ -56,15 +51,7 @@ class Controller:
     def _route(self, q: Query, now: float) -> None:
         cluster = self.cluster
         rec = self.recorder
-        req = q.requirement
-        hit = self._cands.get((id(req), q.batch))
-        if hit is not None and hit[0] is req:
-            cands = hit[1]
-        else:
-            cands = self.catalog.candidates(req, q.batch)
-            if len(self._cands) >= 4096:  # bounded, should anything build requirements per query
-                self._cands.clear()
-            self._cands[(id(req), q.batch)] = (req, cands)
+        cands = self.catalog.candidates(q.requirement, q.batch)
         if not cands.indices:
             rec.rejected(q, cands.reason, now)
             return

@@ -35,6 +35,7 @@ from infaas_sim.realtime import RunnerExecutor, load_artifacts
 
 if TYPE_CHECKING:
     from infaas_sim.cluster import Instance
+    from infaas_sim.simulation import RunResult
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,16 @@ class ServingProfile:
     def service_seconds(self) -> list[tuple[int, float]]:
         """(inputs, seconds) per sample: what a resampling executor takes."""
         return [(b, ms / 1000) for b in sorted(self.samples) for ms in self.samples[b]]
+
+
+def batch_times(result: RunResult) -> list[tuple[int, float]]:
+    """(inputs, seconds) of every batch a run served, in completion order, as the cluster
+    recorded them: the runtime plus every hand-off and wake-up on the way."""
+    served = result.queries[result.queries["status"] == "served"]
+    batches = served.groupby(["instance", "completion"], sort=False).agg(
+        inputs=("exec_batch", "first"), ms=("execution_ms", "first")
+    )
+    return [(int(b), float(ms) / 1000) for b, ms in zip(batches["inputs"], batches["ms"], strict=True)]
 
 
 def profile_serving(
@@ -145,15 +156,11 @@ def profile_in_service(
     policy = make_policy("static", variants={"calibration": variant_id}, replicas=1)
     spec = RunSpec(duration_s=duration_s, seed=seed, drain_s=10.0)
     res = run_simulation(catalog, wl, policy, ex, build_cluster(cluster_conf), spec, env=WallClockEnvironment())
-    q = res.queries
-    served = q[q["status"] == "served"]
-    if served.empty:
+    served = batch_times(res)
+    if not served:
         raise ConfigError(f"in-service profile of {variant_id}: no query was served")
-    batches = served.groupby(["instance", "completion"], sort=False).agg(
-        n=("exec_batch", "first"), ms=("execution_ms", "first")
-    )
     samples: dict[int, list[float]] = {}
-    for n, ms in zip(batches["n"], batches["ms"], strict=True):
-        if max_batch is None or int(n) <= max_batch:
-            samples.setdefault(int(n), []).append(float(ms))
+    for n, sec in served:
+        if max_batch is None or n <= max_batch:
+            samples.setdefault(n, []).append(sec * 1000)
     return ServingProfile(variant_id, {b: tuple(v) for b, v in sorted(samples.items())}, gap_ms=1000 / rate_qps)
