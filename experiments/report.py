@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.claims import claims_for
 from infaas_sim.report import Report, write_report
 
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     try:
-        report = write_report(args.sweep_dir, args.out, draw=not args.no_figures)
+        report = write_report(args.sweep_dir, args.out, draw=not args.no_figures, claims=claims_for)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,7 @@ class SweepSummary(Callback):
         print(f"\nsweep summary ({sweep_dir / 'sweep_summary.csv'}):\n{text}")
         jobs = load_jobs(sweep_dir)
         if any(j.labelled for j in jobs):  # +scenario / +arm: a side-by-side comparison
+            from experiments.claims import claims_for
             from experiments.report import print_report
 
-            print_report(write_report(sweep_dir), sweep_dir)
+            print_report(write_report(sweep_dir, claims=claims_for), sweep_dir)

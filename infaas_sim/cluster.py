@@ -73,6 +73,7 @@ class Worker:
         "itype",
         "kind",
         "memory_used_mb",
+        "pool",
         "ready_at",
         "released_at",
         "requested_at",
@@ -83,10 +84,11 @@ class Worker:
         "wid",
     )
 
-    def __init__(self, wid: int, itype: InstanceType, now: float, startup_s: float) -> None:
+    def __init__(self, wid: int, itype: InstanceType, now: float, startup_s: float, pool: str | None = None) -> None:
         self.wid = wid
         self.itype = itype
         self.kind = itype.kind
+        self.pool = pool  # only loads of the same pool are placed here (None: of no pool)
         self.state = WorkerState.STARTING if startup_s > 0 else WorkerState.READY
         self.requested_at = now
         self.ready_at = now + startup_s
@@ -166,6 +168,7 @@ class Instance:
         "latency_table",
         "max_batch",
         "max_wait_s",
+        "pool",
         "queue",
         "queued_inputs",
         "ready_at",
@@ -195,6 +198,7 @@ class Instance:
         self.vi = vi
         self.variant = variant
         self.worker = worker
+        self.pool = worker.pool  # a worker's pool never changes
         self.state = InstanceState.LOADING
         self.cores = cores
         # A GPU replica with a device of its own (exclusive) holds one device unit; shared
@@ -364,9 +368,10 @@ class Instance:
         if w.kind is _GPU:
             if not self.exclusive:
                 w.device_busy -= 1
-            w.busy_meter.add(0, now, exec_s)
+            w.busy_meter.add_span(0, start, now, 1.0)
         else:
-            w.busy_meter.add(0, now, exec_s * self.units)
+            # Spread over the seconds the batch ran (a batch over 1 s is not all in its last).
+            w.busy_meter.add_span(0, start, now, self.units)
         self.busy_time += exec_s
         # Recent observed batch latency: the last batch, and an exponentially weighted mean
         # of observed / profiled latency (so batches of any size compare; it shows slow-downs
@@ -427,6 +432,8 @@ class Cluster:
         self.workers: dict[int, Worker] = {}
         self.instances: dict[int, Instance] = {}
         self.routable: dict[int, list[Instance]] = {}
+        # The same instances by worker pool, then variant: what a pooled deployment routes to.
+        self.routable_by_pool: dict[str | None, dict[int, list[Instance]]] = {}
         self.variant_meter = RateMeter()
         self.variant_input_meter = RateMeter()
         self.app_meter = RateMeter()
@@ -458,17 +465,18 @@ class Cluster:
         return sum(w.cost(now) for w in self.workers.values())
 
     # --- workers ------------------------------------------------------------------------
-    def add_worker(self, type_name: str, instant: bool = False) -> Worker | None:
+    def add_worker(self, type_name: str, instant: bool = False, pool: str | None = None) -> Worker | None:
         if type_name not in self.instance_types:
             raise ConfigError(f"unknown instance type {type_name!r} (known: {', '.join(self.instance_types)})")
         itype = self.instance_types[type_name]
         live = sum(1 for w in self.live_workers() if w.kind is itype.kind)
         if live >= self.max_workers[itype.kind]:
             return None
-        w = Worker(self._next_wid, itype, self.env.now, 0.0 if instant else itype.startup_s)
+        w = Worker(self._next_wid, itype, self.env.now, 0.0 if instant else itype.startup_s, pool)
         self._next_wid += 1
         self.workers[w.wid] = w
-        self.action_log.append((self.env.now, f"add worker {w.wid} ({type_name})"))
+        in_pool = "" if pool is None else f", pool {pool}"
+        self.action_log.append((self.env.now, f"add worker {w.wid} ({type_name}{in_pool})"))
         if w.state is WorkerState.STARTING:
             self.env.timeout(itype.startup_s).callbacks.append(lambda _e: self._worker_ready(w))
         return w
@@ -535,18 +543,24 @@ class Cluster:
 
     # --- instances ----------------------------------------------------------------------
     def place(
-        self, variant: Variant, units: float, prefer: int | None = None, exclusive: bool = False
+        self,
+        variant: Variant,
+        units: float,
+        prefer: int | None = None,
+        exclusive: bool = False,
+        pool: str | None = None,
     ) -> Worker | None:
         """The worker a new instance would go to: ``prefer`` if it fits, else the fitting
         worker with the most free units (ready before starting), else None. ``exclusive``:
-        a GPU replica that needs a device no other replica uses."""
+        a GPU replica that needs a device no other replica uses. Only workers of ``pool``
+        count (None: only workers of no pool)."""
         if prefer is not None:
             w = self.workers.get(prefer)
-            return w if w is not None and w.fits(variant, units, exclusive) else None
+            return w if w is not None and w.pool == pool and w.fits(variant, units, exclusive) else None
         best: Worker | None = None
         best_key: tuple[int, float, float] = (2, 0.0, 0.0)
         for w in self.workers.values():
-            if w.kind is variant.hardware and w.fits(variant, units, exclusive):
+            if w.kind is variant.hardware and w.pool == pool and w.fits(variant, units, exclusive):
                 key = (0 if w.state is WorkerState.READY else 1, -w.free_units(), -w.free_memory_mb())
                 if best is None or key < best_key:
                     best, best_key = w, key
@@ -561,6 +575,7 @@ class Cluster:
         allow_new_worker: bool = True,
         instant: bool = False,
         exclusive_device: bool = False,
+        pool: str | None = None,
     ) -> Instance | None:
         vi = self.catalog.index_of.get(variant_id)
         if vi is None:
@@ -572,9 +587,9 @@ class Cluster:
         if c <= 0:
             raise ConfigError(f"load {variant_id}: cores must be > 0, got {cores}")
         exclusive = exclusive_device and variant.hardware is HardwareKind.GPU
-        w = self.place(variant, c, worker_id, exclusive)
+        w = self.place(variant, c, worker_id, exclusive, pool)
         if w is None and worker_id is None and allow_new_worker:
-            w = self.add_worker(self.type_by_kind[variant.hardware], instant=instant)
+            w = self.add_worker(self.type_by_kind[variant.hardware], instant=instant, pool=pool)
             if w is not None and not w.fits(variant, c, exclusive):
                 raise ConfigError(f"variant {variant_id!r} does not fit on an empty {w.itype.name}")
         if w is None:
@@ -591,6 +606,7 @@ class Cluster:
         if exclusive:
             w.reserved_devices += 1
         self.routable.setdefault(vi, []).append(inst)
+        self.routable_by_pool.setdefault(w.pool, {}).setdefault(vi, []).append(inst)
         extra = f", {c:g} cores" if variant.hardware is HardwareKind.CPU and c != variant.allocation else ""
         extra += ", own device" if exclusive else ""
         self.action_log.append((self.env.now, f"load {variant_id} as instance {inst.iid} on worker {w.wid}{extra}"))
@@ -666,6 +682,7 @@ class Cluster:
         lst = self.routable.get(inst.vi)
         if lst is not None and inst in lst:
             lst.remove(inst)
+            self.routable_by_pool[inst.pool][inst.vi].remove(inst)
 
     def resize(self, iid: int, cores: float) -> bool:
         """Vertical scaling of a CPU instance in place, within its worker's cores. The cores
@@ -736,12 +753,12 @@ class Cluster:
     def apply(self, actions: Iterable[Action], instant: bool = False) -> None:
         handlers: dict[type, Callable[..., object]] = {
             Load: lambda a: self.load(
-                a.variant_id, a.worker_id, a.cores, a.max_batch, a.allow_new_worker, instant, a.exclusive_device
+                a.variant_id, a.worker_id, a.cores, a.max_batch, a.allow_new_worker, instant, a.exclusive_device, a.pool
             ),
             Unload: lambda a: self.unload(a.instance_id),
             Resize: lambda a: self.resize(a.instance_id, a.cores),
             SetBatch: lambda a: self.set_batch(a.instance_id, a.max_batch, a.max_wait_s),
-            AddWorker: lambda a: self.add_worker(a.instance_type, instant),
+            AddWorker: lambda a: self.add_worker(a.instance_type, instant, a.pool),
             RemoveWorker: lambda a: self.remove_worker(a.worker_id),
         }
         for a in actions:

@@ -18,7 +18,7 @@ from infaas_sim.clock import WallClockEnvironment
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, HardwareKind, InstanceType, parse_kind
-from infaas_sim.policy import make_policy
+from infaas_sim.policy import WorkloadHint, make_policy
 from infaas_sim.query import Application, Level, Pipeline, Requirement
 from infaas_sim.simulation import ClusterSpec, Fault, RunResult, RunSpec, Workload, run_simulation
 
@@ -57,7 +57,8 @@ def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
     if not apps_cfg:
         raise ConfigError("config: workload.apps must list at least one application")
     apps = []
-    allowed = {"name", "level", "target", "dataset", "slo_ms", "min_accuracy", "share", "batch", "stages"}
+    allowed = {"name", "level", "target", "dataset", "slo_ms", "min_accuracy", "share", "batch", "stages",
+               "expected_qps", "expected_peak_qps"}  # fmt: skip
     for i, a in enumerate(apps_cfg):
         a = dict(a)
         name = str(a.get("name", f"app{i}"))
@@ -110,7 +111,51 @@ def _requirement(where: str, a: Mapping[str, Any], with_stages: bool = True) -> 
     )
 
 
-def build_workload(trace_cfg: Mapping[str, Any], apps: list[Application], duration_s: float, seed: int) -> Workload:
+def declared_rates(
+    workload_cfg: Mapping[str, Any], apps: list[Application], trace_rate: tuple[float, float] | None
+) -> dict[str, WorkloadHint] | None:
+    """Each application's expected mean and peak queries/s, known before the run: its own
+    ``expected_qps`` / ``expected_peak_qps`` in the workload config, else its share of what
+    the trace declares (:meth:`traces.base.Trace.expected_rate`: a generator's parameters, a
+    replay's preceding hour). An ``expected_qps`` without a peak keeps the trace's
+    peak-to-mean ratio (1 where the trace says nothing). None when neither says anything for
+    some application: the run then falls back to its observed rates, and says so."""
+    total_share = sum(a.share for a in apps)
+    cfg_apps = [dict(a) for a in workload_cfg.get("apps") or []]
+    out: dict[str, WorkloadHint] = {}
+    for app, a in zip(apps, cfg_apps, strict=True):
+        where = f"workload.apps[{app.name}]"
+        keys = ("expected_qps", "expected_peak_qps")
+        given = {k: None if a.get(k) is None else _number(where, k, a[k]) for k in keys}
+        mean, peak = given["expected_qps"], given["expected_peak_qps"]
+        for key, v in (("expected_qps", mean), ("expected_peak_qps", peak)):
+            if v is not None and v < 0:
+                raise ConfigError(f"config: {where}.{key} must be >= 0, got {v:g}")
+        if mean is None:
+            if trace_rate is None:
+                if peak is not None:
+                    raise ConfigError(f"config: {where} gives expected_peak_qps without expected_qps")
+                return None
+            mean = trace_rate[0] * app.share / total_share
+        if peak is None:
+            if a.get("expected_qps") is None and trace_rate is not None:
+                peak = trace_rate[1] * app.share / total_share
+            else:
+                ratio = trace_rate[1] / trace_rate[0] if trace_rate is not None and trace_rate[0] > 0 else 1.0
+                peak = mean * ratio
+        if peak < mean:
+            raise ConfigError(f"config: {where}.expected_peak_qps ({peak:g}) is below expected_qps ({mean:g})")
+        out[app.name] = WorkloadHint(mean_qps=mean, peak_qps=peak)
+    return out
+
+
+def build_workload(
+    trace_cfg: Mapping[str, Any],
+    apps: list[Application],
+    duration_s: float,
+    seed: int,
+    workload_cfg: Mapping[str, Any] | None = None,
+) -> Workload:
     from traces import make_trace
     from traces.mix import assign_apps
 
@@ -123,7 +168,8 @@ def build_workload(trace_cfg: Mapping[str, Any], apps: list[Application], durati
     app_index = np.asarray(
         assign_apps(len(times), [a.share for a in apps], np.random.default_rng([seed, 2])), dtype=np.int64
     )
-    return Workload(apps, times, app_index)
+    expected = declared_rates(workload_cfg or {}, apps, trace.expected_rate(duration_s)) if workload_cfg else None
+    return Workload(apps, times, app_index, expected=expected)
 
 
 def build_cluster(cfg: Mapping[str, Any]) -> ClusterSpec:
@@ -197,6 +243,6 @@ def run_experiment(cfg: Mapping[str, Any]) -> RunResult:
     ex = _section(cfg, "executor")
     _only("executor", ex, {"name", "params"})
     executor = make_executor(str(ex.get("name")), **dict(ex.get("params") or {}))
-    workload = build_workload(_section(cfg, "trace"), apps, run.duration_s, run.seed)
+    workload = build_workload(_section(cfg, "trace"), apps, run.duration_s, run.seed, _section(cfg, "workload"))
     env = WallClockEnvironment() if executor.realtime else None
     return run_simulation(catalog, workload, policy, executor, cluster, run, env=env)

@@ -1,4 +1,10 @@
-"""Per-second arrival counters that policies read as recent load."""
+"""Per-second counters: arrivals that policies read as recent load, and busy unit-seconds.
+
+A count that covers an interval of time (a batch's busy time) is spread over the seconds the
+interval covers (:meth:`RateMeter.add_span`), so that no second holds more than it could: a
+2.5 s batch on 8 cores adds 8 core-seconds to each second it ran through, not 20 to the one it
+ended in.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,29 @@ class RateMeter:
             if s >= len(lst):
                 lst.extend([0.0] * (s + 1 - len(lst)))
             lst[s] += n
+
+    def add_span(self, key: int, start: float, end: float, rate: float) -> None:
+        """Add ``rate`` per second of ``[start, end)`` to the seconds that interval covers."""
+        s0 = int(start)
+        s1 = int(end)
+        if s0 == s1:
+            # The common case (a batch within one second): one add of the same product as a
+            # whole-batch add, so the stored numbers are what they were before spreading.
+            self.add(key, end, (end - start) * rate)
+            return
+        lst = self._counts.get(key)
+        if lst is None:
+            lst = self._counts[key] = []
+        if s1 >= len(lst):
+            lst.extend([0.0] * (s1 + 1 - len(lst)))
+        lst[s0] += (s0 + 1 - start) * rate
+        for s in range(s0 + 1, s1):
+            lst[s] += rate
+        lst[s1] += (end - s1) * rate
+
+    def counts(self, key: int) -> list[float]:
+        """Every second's count of ``key`` from second 0 to the last with one (a copy)."""
+        return list(self._counts.get(key, ()))
 
     def series(self, key: int, now: float, seconds: int) -> list[float]:
         """Counts of the last ``seconds`` finished seconds, oldest first, zero-padded."""

@@ -9,12 +9,31 @@ rejected or fails). Its top-level latency components are sums over its stages, `
 ``slo_met`` are end to end. The ``stage_*`` columns hold one list entry per completed stage
 (None for a single-model application): ``stage_variants``, ``stage_latency_ms`` (submit to
 completion of the stage) and the stage's ``queueing``/``loading``/``batching``/``execution``.
+
+The timeline (one row per second ``t``, from 0 to the second of the last outcome: the drain
+after ``run.duration_s`` included, so that every query is counted in some row):
+
+- traffic from the records: ``arrivals`` (by arrival); ``completions`` (served, by
+  completion); ``violations``, every query that did not get its answer within its SLO
+  (``late`` + ``rejections`` + ``failures``), and those three, each in the second the query
+  ended (for a pipeline: once, by its end-to-end outcome, never per stage);
+- state: ``workers_<kind>``, ``instances``, ``queued_inputs``, ``cost_rate_per_hour`` and
+  ``allocated_<kind>`` (units held by loaded or loading instances: CPU cores, GPU devices,
+  NeuronCores) as sampled at the end of each second;
+- ``util_<kind>``: busy unit-seconds / available unit-seconds in that second, in [0, 1]. A
+  batch's busy time is spread over the seconds it ran (:meth:`RateMeter.add_span`), and a
+  worker is available from its start-up's end to its release or crash.
+
+The summary's ``slo_violations`` = ``late`` + ``rejected`` + ``failed``, so that
+``slo_violations / queries == slo_violation_rate``; ``utilisation`` is the same ratio as the
+timeline's over the whole run; ``core_hours`` (CPU) and ``allocated_unit_hours`` (per kind)
+integrate the allocated units over the samples, InfAdapter's cost measure beside VM cost.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +45,7 @@ from infaas_sim.hardware import HardwareKind
 from infaas_sim.query import Application, Query, Status
 
 if TYPE_CHECKING:
-    from infaas_sim.cluster import Instance
+    from infaas_sim.cluster import Instance, Worker
 
 QUERY_COLUMNS = [
     "qid",
@@ -236,20 +255,74 @@ class Recorder:
 
 @dataclass
 class TimelineSampler:
-    """Per-second samples of the cluster's state (workers, instances, utilisation, cost)."""
+    """Samples of the cluster's state (workers, instances, allocated units, cost), each covering
+    ``[times[i], times[i] + spans[i])``, and, once the run is over, each second's busy and
+    available unit-seconds per hardware kind (:meth:`measure_usage`)."""
 
     times: list[float] = field(default_factory=list)
+    spans: list[float] = field(default_factory=list)
     workers: list[dict[str, int]] = field(default_factory=list)
     instances: list[dict[str, int]] = field(default_factory=list)
-    busy_units: list[dict[str, float]] = field(default_factory=list)
-    capacity_units: list[dict[str, float]] = field(default_factory=list)
+    allocated_units: list[dict[str, float]] = field(default_factory=list)
     cost_rate: list[float] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)
+    busy_by_second: dict[str, np.ndarray] = field(default_factory=dict)
+    capacity_by_second: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def sampled_until(self) -> float:
+        return self.times[-1] + self.spans[-1] if self.times else 0.0
+
+    def measure_usage(self, workers: Iterable[Worker], end: float) -> None:
+        """Busy and available unit-seconds per kind in every second of ``[0, end)``.
+
+        Read from the workers' busy meters after the run rather than sampled during it: a
+        batch still running at a sample adds its busy time to the seconds it ran when it ends.
+        """
+        n = max(1, math.ceil(end))
+        busy = {k.value: np.zeros(n) for k in HardwareKind}
+        cap = {k.value: np.zeros(n) for k in HardwareKind}
+        for w in workers:
+            stop = min(w.released_at, end)
+            lo, hi = math.floor(w.ready_at), min(n, math.ceil(stop))
+            if hi <= lo:
+                continue  # released before it was ready: it never served
+            sec = np.arange(lo, hi, dtype=float)
+            avail = np.clip(np.minimum(stop, sec + 1) - np.maximum(w.ready_at, sec), 0.0, 1.0)
+            avail *= w.itype.capacity_units
+            b = np.zeros(hi - lo)
+            counts = w.busy_meter.counts(0)[lo:hi]
+            b[: len(counts)] = counts
+            k = w.kind.value
+            # Never more than the worker had: a batch in flight when its replica is resized
+            # is charged at the new allocation for the whole batch.
+            busy[k][lo:hi] += np.minimum(b, avail)
+            cap[k][lo:hi] += avail
+        self.busy_by_second = busy
+        self.capacity_by_second = cap
+
+    def utilisation(self) -> dict[str, float]:
+        """Busy / available unit-seconds over the whole run, per kind that had capacity."""
+        out = {}
+        for k, cap in self.capacity_by_second.items():
+            total = float(cap.sum())
+            if total > 0:
+                out[k] = float(self.busy_by_second[k].sum()) / total
+        return out
+
+    def allocated_unit_hours(self) -> dict[str, float]:
+        """Allocated units integrated over the samples, per kind (CPU: core-hours)."""
+        out = {k.value: 0.0 for k in HardwareKind}
+        for d, span in zip(self.allocated_units, self.spans, strict=True):
+            for k, x in d.items():
+                out[k] += x * span / 3600
+        return out
 
 
 def timeline_frame(queries: pd.DataFrame, sampler: TimelineSampler, duration_s: float) -> pd.DataFrame:
     """The per-second timeline: traffic from the query records, state from the sampler."""
-    n = max(1, math.ceil(duration_s))
+    # Through the second of the last outcome, so that queries ending in the drain are counted.
+    last = float(queries["completion"].max()) if len(queries) else 0.0
+    n = max(1, math.ceil(duration_s), math.floor(last) + 1 if len(queries) else 0)
     sec = np.arange(n)
 
     def per_second(times: np.ndarray) -> np.ndarray:
@@ -257,26 +330,48 @@ def timeline_frame(queries: pd.DataFrame, sampler: TimelineSampler, duration_s: 
         idx = idx[(idx >= 0) & (idx < n)]
         return np.bincount(idx, minlength=n)
 
-    served = queries["status"] == "served"
+    status = queries["status"]
+    served = (status == "served").to_numpy()
+    ended = queries["completion"].to_numpy()  # when the query got its outcome, whatever it was
+    late = served & ~queries["slo_met"].to_numpy(dtype=bool)
+    rejected = (status == "rejected").to_numpy()
+    failed = (status == "failed").to_numpy()
     tl = pd.DataFrame({"t": sec})
     tl["arrivals"] = per_second(queries["arrival"].to_numpy())
-    tl["completions"] = per_second(queries.loc[served, "completion"].to_numpy())
-    tl["violations"] = per_second(queries.loc[served & ~queries["slo_met"], "completion"].to_numpy())
-    tl["rejections"] = per_second(queries.loc[queries["status"] == "rejected", "arrival"].to_numpy())
-    tl["failures"] = per_second(queries.loc[queries["status"] == "failed", "completion"].to_numpy())
+    tl["completions"] = per_second(ended[served])
+    tl["violations"] = per_second(ended[late | rejected | failed])
+    tl["late"] = per_second(ended[late])
+    tl["rejections"] = per_second(ended[rejected])
+    tl["failures"] = per_second(ended[failed])
     samples = pd.DataFrame({"t": np.floor(np.asarray(sampler.times)).astype(np.int64)})
     for kind in HardwareKind:
         k = kind.value
         samples[f"workers_{k}"] = [d.get(k, 0) for d in sampler.workers]
-        busy = np.array([d.get(k, 0.0) for d in sampler.busy_units])
-        cap = np.array([d.get(k, 0.0) for d in sampler.capacity_units])
-        samples[f"util_{k}"] = np.divide(busy, cap, out=np.zeros_like(busy), where=cap > 0)
+        samples[f"allocated_{k}"] = [float(d.get(k, 0.0)) for d in sampler.allocated_units]
     samples["instances"] = [sum(d.values()) for d in sampler.instances]
     samples["queued_inputs"] = sampler.queued
     samples["cost_rate_per_hour"] = sampler.cost_rate
     samples = samples.drop_duplicates("t", keep="last")
     tl = tl.merge(samples, on="t", how="left").ffill().fillna(0)
-    return tl
+    for kind in HardwareKind:
+        k = kind.value
+        busy = _fit(sampler.busy_by_second.get(k), n)
+        cap = _fit(sampler.capacity_by_second.get(k), n)
+        tl[f"util_{k}"] = np.divide(busy, cap, out=np.zeros(n), where=cap > 0)
+    cols = ["t", "arrivals", "completions", "violations", "late", "rejections", "failures"]
+    for kind in HardwareKind:
+        cols += [f"workers_{kind.value}", f"util_{kind.value}", f"allocated_{kind.value}"]
+    cols += ["instances", "queued_inputs", "cost_rate_per_hour"]
+    return tl[cols]
+
+
+def _fit(a: np.ndarray | None, n: int) -> np.ndarray:
+    """``a`` cut or zero-padded to ``n`` entries."""
+    out = np.zeros(n)
+    if a is not None:
+        m = min(n, len(a))
+        out[:m] = a[:m]
+    return out
 
 
 def instances_frame(sampler: TimelineSampler) -> pd.DataFrame:
@@ -286,7 +381,12 @@ def instances_frame(sampler: TimelineSampler) -> pd.DataFrame:
 
 
 def summarize(
-    queries: pd.DataFrame, total_cost: float, duration_s: float, util: dict[str, float], wall_s: float
+    queries: pd.DataFrame,
+    total_cost: float,
+    duration_s: float,
+    util: dict[str, float],
+    wall_s: float,
+    allocated_unit_hours: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The run's headline numbers."""
     n = len(queries)
@@ -295,17 +395,20 @@ def summarize(
     met = int(served["slo_met"].sum())
     rejected = int((queries["status"] == "rejected").sum())
     failed = int((queries["status"] == "failed").sum())
-    violations = len(served) - met
+    late = len(served) - met
+    # A violation is every query that did not get an answer within its SLO.
+    violations = late + rejected + failed
     pct = (lambda p: float(np.percentile(lat, p))) if len(lat) else (lambda p: float("nan"))
+    unit_hours = dict(allocated_unit_hours or {})
     return {
         "queries": n,
         "served": len(served),
         "rejected": rejected,
         "failed": failed,
         "slo_met": met,
+        "late": late,
         "slo_violations": violations,
-        # Violations count every query that did not get an answer within its SLO.
-        "slo_violation_rate": (violations + rejected + failed) / n if n else 0.0,
+        "slo_violation_rate": violations / n if n else 0.0,
         "throughput_qps": len(served) / duration_s if duration_s > 0 else 0.0,
         "goodput_qps": met / duration_s if duration_s > 0 else 0.0,
         "latency_mean_ms": float(lat.mean()) if len(lat) else float("nan"),
@@ -314,6 +417,8 @@ def summarize(
         "latency_p99_ms": pct(99),
         "total_cost": total_cost,
         "cost_per_1k_queries": 1000 * total_cost / len(served) if len(served) else float("nan"),
+        "core_hours": unit_hours.get(HardwareKind.CPU.value, 0.0),
+        "allocated_unit_hours": unit_hours,
         "mean_accuracy": float(served["accuracy"].mean()) if len(served) else float("nan"),
         "utilisation": util,
         "duration_s": duration_s,

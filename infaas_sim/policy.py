@@ -63,6 +63,9 @@ class Load:
     # GPU only: the replica gets a device of its own (placed only where a device is free, and
     # no other replica runs on it); False: it time-shares the worker's devices by memory.
     exclusive_device: bool = False
+    # Worker pool: the replica goes only to workers of this pool (None: only to workers of
+    # no pool), and a worker started for it joins the pool. Keeps a deployment on VMs of its own.
+    pool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,10 @@ class SetBatch:
 
 @dataclass(frozen=True, slots=True)
 class AddWorker:
+    """Start a VM; ``pool``: the worker pool it belongs to (see :class:`Load`)."""
+
     instance_type: str
+    pool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,11 @@ class Workload:
     times: np.ndarray
     app_index: np.ndarray
     batches: np.ndarray | None = None
+    # What the operator declares about each application's rate before the run (application
+    # name -> mean and peak queries/s): what baselines size and choose their variants from.
+    # None: nothing declared, and :meth:`observed_hints` (the run's own arrivals, an oracle)
+    # stands in; the summary says which (``expected_rates``).
+    expected: Mapping[str, WorkloadHint] | None = None
 
     def __post_init__(self) -> None:
         if len(self.times) != len(self.app_index):
@@ -118,7 +123,15 @@ class Workload:
             raise ConfigError("workload: app_index out of range")
 
     def hints(self, duration_s: float) -> dict[str, WorkloadHint]:
-        """Per-application mean and peak per-second rates: what an operator knows offline."""
+        """What policies are told at set-up: the declared expected rates, else (nothing
+        declared) :meth:`observed_hints`."""
+        if self.expected is not None:
+            return {a.name: self.expected.get(a.name, WorkloadHint(0.0, 0.0)) for a in self.apps}
+        return self.observed_hints(duration_s)
+
+    def observed_hints(self, duration_s: float) -> dict[str, WorkloadHint]:
+        """Per-application mean and peak per-second rates of this run's own arrivals: an
+        oracle no operator has, kept for tests and for workloads that declare nothing."""
         n = max(1, math.ceil(duration_s))
         out = {}
         for a in self.apps:
@@ -208,6 +221,10 @@ def run_simulation(
         deadline = run.duration_s + run.drain_s
         while (not done["arrivals"] or len(recorder.rows) < recorder.arrived) and env.peek() <= deadline:
             env.step()
+        # The rest of the run after the last whole sample (the drain's last fraction of a
+        # second, or the last second: a run stops before a sample due at its very end).
+        if env.now > sampler.sampled_until() + 1e-9:
+            _record_sample(cluster, sampler, sampler.sampled_until(), env.now)
         cluster.close(
             f"still queued when the run ended (t = {deadline:g} s: run.duration_s {run.duration_s:g} s "
             f"+ run.drain_s {run.drain_s:g} s)"
@@ -215,20 +232,15 @@ def run_simulation(
     finally:
         executor.close()
     recorder.check_conservation()
+    sampler.measure_usage(cluster.workers.values(), env.now)
     queries = recorder.frame()
     timeline = timeline_frame(queries, sampler, run.duration_s)
-    busy = {k.value: 0.0 for k in HardwareKind}
-    cap = {k.value: 0.0 for k in HardwareKind}
-    for b, c in zip(sampler.busy_units, sampler.capacity_units, strict=True):
-        for k, x in b.items():
-            busy[k] += x
-        for k, x in c.items():
-            cap[k] += x
-    util = {k: busy[k] / cap[k] for k in busy if cap[k] > 0}
-    summary = summarize(queries, cluster.cost(), run.duration_s, util, time.perf_counter() - wall0)
+    summary = summarize(queries, cluster.cost(), run.duration_s, sampler.utilisation(),
+                        time.perf_counter() - wall0, sampler.allocated_unit_hours())  # fmt: skip
     summary["policy"] = policy.name
     summary["executor"] = executor.name
     summary["seed"] = run.seed
+    summary["expected_rates"] = "declared" if workload.expected is not None else "observed"
     summary["peak_workers"] = {
         k.value: int(timeline[f"workers_{k.value}"].max()) if len(timeline) else 0 for k in HardwareKind
     }
@@ -276,35 +288,44 @@ def _sample(
         while True:
             yield env.timeout(run.sample_s)
             now = env.now
-            workers: dict[str, int] = {}
-            busy: dict[str, float] = {}
-            cap: dict[str, float] = {}
-            rate = 0.0
-            for w in cluster.live_workers():
-                k = w.kind.value
-                workers[k] = workers.get(k, 0) + 1
-                rate += w.itype.price_per_hour
-                if w.state is not WorkerState.STARTING:
-                    cap[k] = cap.get(k, 0.0) + w.itype.capacity_units * run.sample_s
-                    busy[k] = busy.get(k, 0.0) + sum(w.busy_meter.series(0, now, max(1, round(run.sample_s))))
-            inst: dict[str, int] = {}
-            queued = 0
-            for lst in cluster.routable.values():
-                for i in lst:
-                    inst[i.variant.variant_id] = inst.get(i.variant.variant_id, 0) + 1
-                    queued += i.queued_inputs
-            sampler.times.append(now - run.sample_s)  # the second this sample covers
-            sampler.workers.append(workers)
-            sampler.instances.append(inst)
-            sampler.busy_units.append(busy)
-            sampler.capacity_units.append(cap)
-            sampler.cost_rate.append(rate)
-            sampler.queued.append(queued)
+            _record_sample(cluster, sampler, now - run.sample_s, now)
             if bar is not None and now <= run.duration_s:
                 bar.update(int(now) - bar.n)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _record_sample(cluster: Cluster, sampler: TimelineSampler, start: float, now: float) -> None:
+    """The cluster's state at ``now``, standing for the interval ``[start, now)``."""
+    workers: dict[str, int] = {}
+    allocated: dict[str, float] = {}
+    rate = 0.0
+    for w in cluster.live_workers():
+        k = w.kind.value
+        workers[k] = workers.get(k, 0) + 1
+        rate += w.itype.price_per_hour
+        if w.kind is HardwareKind.GPU:
+            # Devices held: exclusive replicas' own, and as many of the shared devices as
+            # shared replicas can occupy at once (one batch each).
+            shared = sum(1 for i in w.instances if not i.exclusive)
+            held = float(w.reserved_devices + min(shared, w.shared_devices()))
+        else:
+            held = w.units_used  # cores or NeuronCores of loaded and loading replicas
+        allocated[k] = allocated.get(k, 0.0) + held
+    inst: dict[str, int] = {}
+    queued = 0
+    for lst in cluster.routable.values():
+        for i in lst:
+            inst[i.variant.variant_id] = inst.get(i.variant.variant_id, 0) + 1
+            queued += i.queued_inputs
+    sampler.times.append(start)
+    sampler.spans.append(now - start)
+    sampler.workers.append(workers)
+    sampler.instances.append(inst)
+    sampler.allocated_units.append(allocated)
+    sampler.cost_rate.append(rate)
+    sampler.queued.append(queued)
 
 
 def _inject(env: simpy.Environment, cluster: Cluster, fault: Fault) -> Generator[simpy.Event, Any, None]:

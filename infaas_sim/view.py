@@ -9,7 +9,9 @@ pipeline stage (:meth:`ClusterView.stage_rate`), variant and instance; per insta
 batch's observed latency and an EWMA of observed / profiled latency
 (``observed_latency_ms``); unplaced loads overall and per hardware kind; and through
 ``view.catalog`` the CPU core profiles (``catalog.cpu_latency_ms(variant, cores, batch)``)
-to predict a resized replica's latency.
+to predict a resized replica's latency. Workers may belong to a worker pool (a label given
+by ``Load.pool`` / ``AddWorker.pool``; a pooled load is placed only on its pool's workers):
+:meth:`ClusterView.pool_instances` and :meth:`ClusterView.pool_workers` read one pool.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class InstanceView(Protocol):
     def last_used(self) -> float: ...
     @property
     def worker_id(self) -> int: ...
+    @property
+    def pool(self) -> str | None: ...  # its worker's pool
 
     @property
     def exclusive(self) -> bool: ...  # a GPU replica with a device of its own
@@ -113,6 +117,8 @@ class WorkerView(Protocol):
     @property
     def kind(self) -> HardwareKind: ...
     @property
+    def pool(self) -> str | None: ...  # only loads of this pool are placed here (None: of no pool)
+    @property
     def state(self) -> WorkerState: ...
     @property
     def requested_at(self) -> float: ...
@@ -130,6 +136,9 @@ class WorkerView(Protocol):
     def free_units(self) -> float: ...
     def free_devices(self) -> int: ...  # GPU devices no replica uses (room for an exclusive one)
     def instance_views(self) -> Sequence[InstanceView]: ...
+
+
+_NO_VARIANTS: Mapping[int, Sequence[InstanceView]] = {}
 
 
 class ClusterView:
@@ -152,6 +161,10 @@ class ClusterView:
     def instance_types(self) -> Mapping[str, InstanceType]:
         return self._c.instance_types
 
+    def hardware_kinds(self) -> list[HardwareKind]:
+        """The hardware kinds the cluster has an instance type for (``cluster.workers``)."""
+        return [k for k in HardwareKind if k in self._c.type_by_kind]
+
     def instance_type_for(self, kind: HardwareKind) -> InstanceType:
         name = self._c.type_by_kind.get(kind)
         if name is None:
@@ -161,6 +174,10 @@ class ClusterView:
     def workers(self, kind: HardwareKind | None = None) -> list[WorkerView]:
         """Live workers (starting, ready or draining), optionally of one kind."""
         return [w for w in self._c.live_workers() if kind is None or w.kind is kind]
+
+    def pool_workers(self, pool: str | None, kind: HardwareKind | None = None) -> list[WorkerView]:
+        """:meth:`workers` of one worker pool (None: the workers of no pool)."""
+        return [w for w in self._c.live_workers() if w.pool == pool and (kind is None or w.kind is kind)]
 
     def worker(self, wid: int) -> WorkerView:
         return self._c.workers[wid]
@@ -174,6 +191,11 @@ class ClusterView:
     def instances_of(self, vi: int) -> Sequence[InstanceView]:
         """Routable instances (loading or ready) of variant ``vi``; the list is live: don't keep it."""
         return self._c.routable.get(vi, ())
+
+    def pool_instances(self, vi: int, pool: str | None) -> Sequence[InstanceView]:
+        """:meth:`instances_of`, only those on workers of ``pool`` (None: of no pool). Live:
+        don't keep it. Cheap enough for the per-query path (two dict lookups)."""
+        return self._c.routable_by_pool.get(pool, _NO_VARIANTS).get(vi, ())
 
     def routable_map(self) -> Mapping[int, Sequence[InstanceView]]:
         """Variant index -> its routable instances (:meth:`instances_of` for every variant at

@@ -3,20 +3,36 @@
 Each baseline serves every application with one variant chosen offline and never switches
 it; they differ only in how they scale it. Shared here:
 
-- :class:`Deployment`: one variant with the applications it serves (applications that pick
-  the same variant share its replicas, as one endpoint / one Kubernetes Deployment);
+- :class:`Deployment`: one variant with the applications it serves, on the workers of its
+  worker pool. ``deployment: dedicated``: one deployment per application, even where two pick
+  the same variant, on VMs of its own (a pool per application): no VM hosts replicas of two
+  deployments, as a SageMaker endpoint or a Clipper model container serves one model for one
+  application on its own instances. ``deployment: shared``: applications that pick the same
+  variant share its replicas, and replicas of different variants pack onto the same VMs (the
+  hardware sharing INFaaS claims as its own gain);
 - :class:`BaselinePolicy`: the offline choice (a named variant, or the cheapest meeting the
-  application's SLO and accuracy at its mean or peak rate, :func:`infaas_sim.sizing.
-  cheapest_variant`), the pre-provisioned replicas, and the per-query routing
-  (join-shortest-queue on the estimated wait, :meth:`InstanceView.backlog_s`);
+  application's SLO and accuracy at its mean or peak rate on the hardware family
+  ``hardware``, :func:`choose_variant`), the pre-provisioned replicas, and the per-query
+  routing to a replica of the application's own deployment by ``dispatch``
+  (:mod:`infaas_sim.dispatch`; ``least_backlog``, the default, on
+  :meth:`InstanceView.backlog_s`, which also orders replicas of different sizes (VPA) and
+  ones still loading);
 - :class:`Room` and :func:`reconcile`: bring a deployment to a replica count the way a
-  replica controller does, placing each new replica where it adds capacity and starting a
-  worker (VM) when none has room; scale-in removes replicas that are still loading first,
-  then those on the emptiest workers;
+  replica controller does, placing each new replica (in the deployment's pool) where it adds
+  capacity and starting a worker (VM) when none has room; scale-in removes replicas that are
+  still loading first, then those on the emptiest workers;
 - :class:`Counters`: per-instance deltas of the view's cumulative counters (busy time,
   batches, inputs), which is how these policies observe utilisation and batch latency;
 - :func:`release_idle_workers`: give back workers left empty (the cluster never releases a
   worker by itself).
+
+Deviations, each with its reason
+  - The variant and the first replica count are chosen from each application's declared
+    expected rate (the workload hints: ``expected_qps``, or what the trace's declared
+    parameters give), what a developer knows before the run, not from the run's arrivals.
+  - With ``hardware: any`` the cheapest variant is picked across every hardware kind the
+    cluster has workers for; the systems leave that choice to the user, who fixes one family
+    (``hardware: cpu | gpu | inferentia``).
 
 GPU replicas and placement. The cluster time-shares a GPU worker's devices between its
 instances and places a load by memory only, so a second replica of a GPU variant placed on
@@ -25,16 +41,17 @@ goes to a worker with a device free, and where none has one the policy asks for 
 (``AddWorker``) and loads onto it on the next tick, when the new worker is visible (the
 view has no "load onto a new worker" action and ``AddWorker`` does not return the worker's
 id). Before traffic, workers are instant and ready, and the cluster's placement puts a load
-on the worker with the most free memory, which is the one just added.
+on the worker (of the deployment's pool) with the most free memory, the one just added.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from infaas_sim.catalog import Candidates
+from infaas_sim.dispatch import LEAST_BACKLOG, ROUND_ROBIN, check_dispatch, least_backlog, round_robin, shortest_queue
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import (
@@ -52,14 +69,18 @@ from infaas_sim.policy import (
 from infaas_sim.query import Application, Query
 from infaas_sim.sizing import cheapest_variant, replicas_needed, serving_batch
 from infaas_sim.variant import Variant
-from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState
+from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState, WorkerView
 
 SIZINGS = ("mean", "peak")
+DEDICATED, SHARED = "dedicated", "shared"
+DEPLOYMENTS = (DEDICATED, SHARED)
+#: ``hardware`` values: any kind, or one hardware family.
+HARDWARE = ("any", *(k.value for k in HardwareKind))
 
 
 @dataclass
 class Deployment:
-    """One variant and the applications it serves."""
+    """One variant and the applications it serves, on the workers of its pool."""
 
     vi: int
     variant: Variant
@@ -69,10 +90,17 @@ class Deployment:
     qps: float = 0.0  # queries per second from the hints (mean or peak)
     input_qps: float = 0.0  # inputs per second from the hints
     replicas: int = 1  # sized for ``input_qps`` at the policy's target utilisation
+    key: int = 0  # the policy's key for it (its position in the plan)
+    pool: str | None = None  # the worker pool its replicas live on; None: workers of no pool
+    turn: int = 0  # queries dispatched to it (round_robin's turn)
 
     @property
     def variant_id(self) -> str:
         return self.variant.variant_id
+
+    def instances(self, view: ClusterView) -> Sequence[InstanceView]:
+        """Its routable replicas (live: don't keep the list)."""
+        return view.pool_instances(self.vi, self.pool)
 
     @property
     def serving_batch(self) -> int:
@@ -88,12 +116,20 @@ class Deployment:
 
 
 class BaselinePolicy(Policy):
-    """A fixed variant per application, pre-provisioned, routed join-shortest-queue.
-    Subclasses add their scaling in ``autoscale``."""
+    """A fixed variant per application, pre-provisioned, each query dispatched to a replica
+    of its application's deployment. Subclasses add their scaling in ``autoscale``."""
 
     tick_s: float | None = 1.0
 
-    def __init__(self, variants: Mapping[str, str] | None, sizing: str, target_util: float) -> None:
+    def __init__(
+        self,
+        variants: Mapping[str, str] | None,
+        sizing: str,
+        target_util: float,
+        dispatch: str = LEAST_BACKLOG,
+        deployment: str = DEDICATED,
+        hardware: str = "any",
+    ) -> None:
         if variants is not None and not isinstance(variants, Mapping):
             raise self.error(f"variants must map application names to variant ids, got {variants!r}")
         if sizing not in SIZINGS:
@@ -102,8 +138,11 @@ class BaselinePolicy(Policy):
         self.variants = {str(k): str(v) for k, v in (variants or {}).items()}
         self.sizing = sizing
         self.target_util = float(target_util)
-        self.deployments: dict[int, Deployment] = {}  # variant index -> deployment
-        self.app_vi: dict[int, int] = {}  # application index -> variant index
+        self.dispatch = check_dispatch(f"policy {self.name}", dispatch)
+        self.deployment = check_deployment(f"policy {self.name}", deployment)
+        self.hardware = hardware_family(f"policy {self.name}", hardware)
+        self.deployments: dict[int, Deployment] = {}  # deployment key -> deployment
+        self.app_dep: dict[int, Deployment] = {}  # application index -> its deployment
 
     # --- validation --------------------------------------------------------------------
     def error(self, message: str) -> ConfigError:
@@ -130,7 +169,8 @@ class BaselinePolicy(Policy):
         if unknown:
             raise self.error(f"variants given for unknown application(s) {sorted(unknown)}")
         self.deployments = {}
-        self.app_vi = {}
+        self.app_dep = {}
+        by_variant: dict[int, Deployment] = {}  # shared: the deployment of each variant
         for app in apps:
             req = app.requirement
             cands = catalog.candidates(req, app.batch).indices
@@ -138,28 +178,23 @@ class BaselinePolicy(Policy):
             qps = hint.mean_qps if self.sizing == "mean" else hint.peak_qps
             named = self.variants.get(app.name, "auto")
             if named == "auto":
-                kinds = {catalog.variants[i].hardware for i in cands} & set(_configured_kinds(view))
-                by_kind = {k: view.instance_type_for(k).name for k in kinds}
-                try:
-                    vi, _ = cheapest_variant(
-                        catalog, cands, qps * app.batch, req.slo_ms, view.instance_types, by_kind, self.target_util
-                    )
-                except ValueError as exc:  # no candidate runs on a configured worker type
-                    raise self.error(f"application {app.name!r}: {exc}") from None
+                vi, _ = choose_variant(view, app.name, cands, qps * app.batch, req.slo_ms, self.hardware,
+                                       self.target_util, self.error)  # fmt: skip
             else:
-                vi = catalog.index_of.get(named, -1)
-                if vi not in cands:
-                    raise self.error(f"variant {named!r} does not meet application {app.name!r}")
-            dep = self.deployments.get(vi)
+                vi = named_variant(view, app.name, cands, named, self.hardware, self.error)
+            dep = by_variant.get(vi) if self.deployment == SHARED else None
             if dep is None:
-                dep = self.deployments[vi] = Deployment(vi, catalog.variants[vi], slo_ms=req.slo_ms, batch=app.batch)
+                key = len(self.deployments)
+                pool = app_pool(app) if self.deployment == DEDICATED else None
+                dep = Deployment(vi, catalog.variants[vi], slo_ms=req.slo_ms, batch=app.batch, key=key, pool=pool)
+                self.deployments[key] = by_variant[vi] = dep
             dep.apps.append(app)
             if req.slo_ms is not None and (dep.slo_ms is None or req.slo_ms < dep.slo_ms):
                 dep.slo_ms = req.slo_ms
             dep.batch = max(dep.batch, app.batch)
             dep.qps += qps
             dep.input_qps += qps * app.batch
-            self.app_vi[app.index] = vi
+            self.app_dep[app.index] = dep
         for dep in self.deployments.values():
             dep.replicas = replicas_needed(dep.variant, dep.input_qps, dep.slo_ms, self.target_util)
 
@@ -173,41 +208,85 @@ class BaselinePolicy(Policy):
         per_worker = view.instance_type_for(v.hardware).accelerators if v.hardware is HardwareKind.GPU else 0
         for j in range(n):
             if per_worker and j % per_worker == 0:
-                actions.append(AddWorker(view.instance_type_for(v.hardware).name))
-            actions.append(Load(v.variant_id, cores=cores, max_batch=max_batch))
+                actions.append(AddWorker(view.instance_type_for(v.hardware).name, dep.pool))
+            actions.append(Load(v.variant_id, cores=cores, max_batch=max_batch, pool=dep.pool))
         return actions
 
     # --- per query ---------------------------------------------------------------------
     def route(self, query: Query, candidates: Candidates, view: ClusterView) -> Decision:
-        vi = self.app_vi.get(query.app.index)
-        if vi is None:
+        dep = self.app_dep.get(query.app.index)
+        if dep is None:
             return Reject(f"policy {self.name} has no variant for application {query.app.name}")
-        # Join-shortest-queue on the estimated wait (loading, the running batch, the queue),
-        # which also orders replicas of different sizes (VPA) and ones still loading.
-        now = view.now
-        best: InstanceView | None = None
-        best_wait = math.inf
-        for inst in view.instances_of(vi):
-            if inst.queued_inputs == 0 and inst.busy_until <= now and inst.state is InstanceState.READY:
-                best = inst
-                break
-            wait = inst.backlog_s(now)
-            if wait < best_wait:
-                best, best_wait = inst, wait
+        best = dispatch_to(self.dispatch, dep, view)
         if best is None:
-            return Reject(f"no replica of {view.catalog.variants[vi].variant_id} is running")
+            return Reject(f"no replica of {dep.variant_id} is running")
         return Serve(best)
 
 
-def _configured_kinds(view: ClusterView) -> list[HardwareKind]:
-    kinds = []
-    for k in HardwareKind:
-        try:
-            view.instance_type_for(k)
-        except KeyError:
-            continue
-        kinds.append(k)
-    return kinds
+# --- the offline choice, dispatch and deployments (shared with ``static``) ----------------
+def check_deployment(where: str, deployment: object) -> str:
+    if deployment not in DEPLOYMENTS:
+        raise ConfigError(f"{where}: deployment must be 'dedicated' or 'shared', got {deployment!r}")
+    return str(deployment)
+
+
+def hardware_family(where: str, hardware: object) -> HardwareKind | None:
+    """The hardware kind ``hardware`` names (None for ``any``), or a one-line ConfigError."""
+    if hardware not in HARDWARE:
+        raise ConfigError(f"{where}: hardware must be one of {', '.join(HARDWARE)}, got {hardware!r}")
+    return None if hardware == "any" else HardwareKind(hardware)
+
+
+def app_pool(app: Application, stage: int | None = None) -> str:
+    """The worker pool of an application's dedicated deployment (one per pipeline stage)."""
+    pool = f"{app.name}#{app.index}"  # the index: names need not be unique
+    return pool if stage is None else f"{pool}/stage{stage}"
+
+
+def choose_variant(view: ClusterView, app_name: str, cands: Sequence[int], input_qps: float, slo_ms: float | None,
+                   hardware: HardwareKind | None, target_util: float,
+                   error: Callable[[str], ConfigError]) -> tuple[int, int]:  # fmt: skip
+    """(variant index, replicas): the cheapest of the candidates ``cands`` that runs on a
+    worker type the cluster has (of family ``hardware`` only, unless None) for ``input_qps``
+    (:func:`infaas_sim.sizing.cheapest_variant`); else ``error``'s one-line ConfigError."""
+    catalog = view.catalog
+    kinds = view.hardware_kinds()
+    if hardware is not None:
+        if hardware not in kinds:
+            raise error(f"hardware {hardware.value}: the cluster has no {hardware.value} workers (cluster.workers)")
+        kinds = [hardware]
+    usable = [i for i in cands if catalog.variants[i].hardware in kinds]
+    if not usable:
+        if hardware is not None:
+            raise error(f"no {hardware.value} variant meets application {app_name!r} (hardware: {hardware.value})")
+        have = ", ".join(k.value for k in kinds)
+        raise error(f"no variant that meets application {app_name!r} runs on the cluster's workers ({have})")
+    by_kind = {k: view.instance_type_for(k).name for k in kinds}
+    return cheapest_variant(catalog, usable, input_qps, slo_ms, view.instance_types, by_kind, target_util)
+
+
+def named_variant(view: ClusterView, app_name: str, cands: Sequence[int], named: str, hardware: HardwareKind | None,
+                  error: Callable[[str], ConfigError]) -> int:  # fmt: skip
+    """The index of the variant an application is given by name, checked against its
+    candidates and the ``hardware`` family."""
+    vi = view.catalog.index_of.get(named, -1)
+    if vi not in cands:
+        raise error(f"variant {named!r} does not meet application {app_name!r}")
+    kind = view.catalog.variants[vi].hardware
+    if hardware is not None and kind is not hardware:
+        raise error(f"variant {named!r} of application {app_name!r} runs on {kind.value}, not {hardware.value}")
+    return vi
+
+
+def dispatch_to(rule: str, dep: Deployment, view: ClusterView) -> InstanceView | None:
+    """The replica of ``dep`` a query goes to under dispatch ``rule`` (None: none runs)."""
+    insts = view.pool_instances(dep.vi, dep.pool)
+    if rule == LEAST_BACKLOG:
+        return least_backlog(insts, view.now)
+    if rule == ROUND_ROBIN:
+        dep.turn += 1
+        return round_robin(insts, dep.turn - 1)
+    return shortest_queue(insts)
 
 
 # --- placement and replica counts ---------------------------------------------------------
@@ -219,13 +298,26 @@ class Room:
         self.view = view
         self.taken: dict[int, list[float]] = {}  # wid -> [devices, memory MB] taken this tick
         self.units: dict[int, float] = {}  # wid -> cores taken (+) or freed (-) this tick
-        self.coming: dict[HardwareKind, int] = {}  # devices on workers asked for this tick
-        self.growing: set[HardwareKind] = set()
+        # devices on workers asked for this tick, per (kind, worker pool)
+        self.coming: dict[tuple[HardwareKind, str | None], int] = {}
+        self.growing: set[HardwareKind] = set()  # kinds added to on workers of no pool
+        self.growing_pools: set[tuple[HardwareKind, str]] = set()  # ... and on pooled workers
 
-    def gpu_worker(self, v: Variant) -> int | None:
-        """A ready (else starting) GPU worker with a device and memory free for ``v``."""
+    def grow(self, kind: HardwareKind, pool: str | None = None) -> None:
+        """Note that this tick adds replicas of ``kind`` in ``pool`` (its idle workers stay)."""
+        if pool is None:
+            self.growing.add(kind)
+        else:
+            self.growing_pools.add((kind, pool))
+
+    def grows(self, w: WorkerView) -> bool:
+        """This tick adds replicas that may go to worker ``w``."""
+        return w.kind in self.growing if w.pool is None else (w.kind, w.pool) in self.growing_pools
+
+    def gpu_worker(self, v: Variant, pool: str | None = None) -> int | None:
+        """A ready (else starting) GPU worker of ``pool`` with a device and memory free for ``v``."""
         best: tuple[int, int, int] | None = None
-        for w in self.view.workers(HardwareKind.GPU):
+        for w in self.view.pool_workers(pool, HardwareKind.GPU):
             if w.state not in (WorkerState.READY, WorkerState.STARTING):
                 continue
             t = self.taken.get(w.wid, [0.0, 0.0])
@@ -258,20 +350,23 @@ def add_replicas(view: ClusterView, room: Room, dep: Deployment, k: int, cores: 
     if k <= 0:
         return []
     v = dep.variant
-    room.growing.add(v.hardware)
+    pool = dep.pool
+    room.grow(v.hardware, pool)
     if v.hardware is not HardwareKind.GPU:
-        return [Load(v.variant_id, cores=cores, max_batch=max_batch, allow_new_worker=True)] * k
+        return [Load(v.variant_id, cores=cores, max_batch=max_batch, allow_new_worker=True, pool=pool)] * k
     actions: list[Action] = []
     itype = view.instance_type_for(HardwareKind.GPU)
+    coming = (HardwareKind.GPU, pool)
     for _ in range(k):
-        wid = room.gpu_worker(v)
+        wid = room.gpu_worker(v, pool)
         if wid is not None:
-            actions.append(Load(v.variant_id, wid, cores=cores, max_batch=max_batch, allow_new_worker=False))
-        elif room.coming.get(HardwareKind.GPU, 0) > 0:
-            room.coming[HardwareKind.GPU] -= 1
+            actions.append(Load(v.variant_id, wid, cores=cores, max_batch=max_batch, allow_new_worker=False,
+                                pool=pool))  # fmt: skip
+        elif room.coming.get(coming, 0) > 0:
+            room.coming[coming] -= 1
         else:
-            actions.append(AddWorker(itype.name))
-            room.coming[HardwareKind.GPU] = itype.accelerators - 1
+            actions.append(AddWorker(itype.name, pool))
+            room.coming[coming] = itype.accelerators - 1
     return actions
 
 
@@ -301,7 +396,7 @@ def reconcile(view: ClusterView, room: Room, dep: Deployment, desired: int, core
               max_batch: int | None = None) -> list[Action]:  # fmt: skip
     """Actions bringing ``dep`` to ``desired`` replicas (a replica controller's loop: it also
     replaces replicas lost to a crashed worker)."""
-    insts = view.instances_of(dep.vi)
+    insts = dep.instances(view)
     n = len(insts)
     if n < desired:
         return add_replicas(view, room, dep, desired - n, cores, max_batch)
@@ -311,9 +406,9 @@ def reconcile(view: ClusterView, room: Room, dep: Deployment, desired: int, core
 
 
 def release_idle_workers(view: ClusterView, room: Room, empty_since: dict[int, float], idle_s: float) -> list[Action]:
-    """Release workers that have held no instance for ``idle_s`` seconds, except of a kind
-    this tick adds replicas to (a load may be on its way there). The cluster keeps its
-    minimum per kind."""
+    """Release workers that have held no instance for ``idle_s`` seconds, except those this
+    tick adds replicas to (of the kind and worker pool: a load may be on its way there). The
+    cluster keeps its minimum per kind."""
     now = view.now
     actions: list[Action] = []
     seen: set[int] = set()
@@ -324,7 +419,7 @@ def release_idle_workers(view: ClusterView, room: Room, empty_since: dict[int, f
             continue
         seen.add(w.wid)
         since = empty_since.setdefault(w.wid, now)
-        if now - since >= idle_s and w.kind not in room.growing:
+        if now - since >= idle_s and not room.grows(w):
             actions.append(RemoveWorker(w.wid))
     for wid in list(empty_since):
         if wid not in seen:

@@ -3,10 +3,10 @@ application, Clipper's adaptive batching, and replication when the queue grows.
 
 What follows Clipper (the paper) and INFaaS's use of it
   - One variant per application, chosen once, offline: the named one, or the cheapest that
-    meets the application's SLO and accuracy at its mean (``sizing: peak``: peak) rate
-    (:func:`infaas_sim.sizing.cheapest_variant`), pre-provisioned with enough replicas for
-    that rate at ``target_util``. Never switched (INFaaS's point: Clipper leaves the choice
-    of variant and hardware to the user).
+    meets the application's SLO and accuracy at its declared mean (``sizing: peak``: peak)
+    rate on the hardware family ``hardware`` (:func:`policies.baseline_common.choose_variant`),
+    pre-provisioned with enough replicas for that rate at ``target_util``. Never switched
+    (INFaaS's point: Clipper leaves the choice of variant and hardware to the user).
   - Adaptive batching by AIMD on each replica's batch limit: while a batch at the limit takes
     no longer than the latency target, the limit grows by ``additive_step``; when it takes
     longer, the limit is cut by 10% (``decrease_factor`` 0.9, the paper's "small
@@ -20,7 +20,11 @@ What follows Clipper (the paper) and INFaaS's use of it
     replicas start at the deployment's median limit and pay the load (and a worker's
     start-up when no worker has room). While replicas are still loading, more are added only
     when the input rate needs more than already asked for.
-  - Queries go to the replica with the shortest estimated wait.
+  - Each application has a model container of its own on instances of its own
+    (``deployment: dedicated``); ``shared``: applications that pick one variant share its
+    replicas, on VMs shared with other variants. Queries go to a replica of the application's
+    container by ``dispatch`` (``least_backlog``: the shortest estimated wait; ``round_robin``:
+    how INFaaS's released baselines dispatched).
 
 Deviations, each with its reason
   - The AIMD step is taken once per tick (``tick_s``, 1 s), not after every batch as in
@@ -93,8 +97,11 @@ class ClipperPlusPolicy(BaselinePolicy):
         rate_window_s: float = 5.0,
         max_replicas: int = 64,
         tick_s: float = 1.0,
+        dispatch: str = "least_backlog",
+        deployment: str = "dedicated",
+        hardware: str = "any",
     ) -> None:
-        super().__init__(variants, sizing, target_util)
+        super().__init__(variants, sizing, target_util, dispatch, deployment, hardware)
         self.check_number("slo_share", slo_share, 0, 1, low_open=True)
         if initial_batch is not None:
             self.check_number("initial_batch", initial_batch, 1, integer=True)
@@ -116,8 +123,8 @@ class ClipperPlusPolicy(BaselinePolicy):
         self.rate_window_s = float(rate_window_s)
         self.max_replicas = max_replicas
         self.tick_s = float(tick_s)
-        self.desired: dict[int, int] = {}  # variant index -> replicas
-        self.backed_up: dict[int, int] = {}  # variant index -> consecutive backed-up ticks
+        self.desired: dict[int, int] = {}  # deployment key -> replicas
+        self.backed_up: dict[int, int] = {}  # deployment key -> consecutive backed-up ticks
         self.counters = Counters()
 
     def target_ms(self, dep: Deployment) -> float:
@@ -136,10 +143,10 @@ class ClipperPlusPolicy(BaselinePolicy):
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         self.plan(view, apps, hints)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
+        for key, dep in self.deployments.items():
             n = min(dep.replicas, self.max_replicas)
-            self.desired[vi] = n
-            self.backed_up[vi] = 0
+            self.desired[key] = n
+            self.backed_up[key] = 0
             actions += self.provision(view, dep, n, max_batch=self.start_batch(dep))
         return actions
 
@@ -148,8 +155,8 @@ class ClipperPlusPolicy(BaselinePolicy):
         room = Room(view)
         actions: list[Action] = []
         live: list[int] = []
-        for vi, dep in self.deployments.items():
-            insts = list(view.instances_of(vi))
+        for key, dep in self.deployments.items():
+            insts = list(dep.instances(view))
             target = self.target_ms(dep)
             limits: list[int] = []
             for inst in insts:
@@ -165,7 +172,7 @@ class ClipperPlusPolicy(BaselinePolicy):
                 limits.append(limit)
             self._replicate(view, dep, insts)
             join = round(median(limits)) if limits else self.start_batch(dep)
-            actions += reconcile(view, room, dep, self.desired[vi], max_batch=join)
+            actions += reconcile(view, room, dep, self.desired[key], max_batch=join)
         self.counters.prune(live)
         return actions
 
@@ -173,24 +180,24 @@ class ClipperPlusPolicy(BaselinePolicy):
         """Raise the replica count when the queues keep growing: to what the recent input rate
         needs at the replicas' batch limits, and by at least one once the replicas asked for
         earlier are all serving."""
-        vi = dep.vi
+        key = dep.key
         now = view.now
         ready = [i for i in insts if i.state is InstanceState.READY]
         if dep.slo_ms is None or not ready:
-            self.backed_up[vi] = 0
+            self.backed_up[key] = 0
             return
         wait = min(i.backlog_s(now) for i in ready)
         if wait <= self.queue_slo_share * dep.slo_ms / 1000:
-            self.backed_up[vi] = 0
+            self.backed_up[key] = 0
             return
-        self.backed_up[vi] += 1
-        if self.backed_up[vi] < self.scale_out_ticks or self.desired[vi] >= self.max_replicas:
+        self.backed_up[key] += 1
+        if self.backed_up[key] < self.scale_out_ticks or self.desired[key] >= self.max_replicas:
             return
         per_replica = sum(1000.0 * i.max_batch / i.latency_ms(i.max_batch) for i in ready) / len(ready)
         need = math.ceil(dep.input_rate(view, self.rate_window_s) / (per_replica * self.target_util) - 1e-9)
-        settled = len(ready) == len(insts) >= self.desired[vi]
+        settled = len(ready) == len(insts) >= self.desired[key]
         if settled:
-            need = max(need, self.desired[vi] + 1)
-        if need > self.desired[vi]:
-            self.desired[vi] = min(self.max_replicas, need)
-            self.backed_up[vi] = 0
+            need = max(need, self.desired[key] + 1)
+        if need > self.desired[key]:
+            self.desired[key] = min(self.max_replicas, need)
+            self.backed_up[key] = 0

@@ -32,8 +32,12 @@ Deviations, each with its reason
     is its busy share. A batch counts in the period it completes in. On GPU and Inferentia
     replicas the same busy share stands in for CPU (HPA would need a custom metric there).
   - The variant is chosen once, offline, as the other baselines do (the cheapest meeting
-    the application's SLO and accuracy at its mean rate, at ``target_utilization``); each
-    replica batches up to the batch whose profiled latency fits half the SLO.
+    the application's SLO and accuracy at its declared mean rate, at ``target_utilization``,
+    on the hardware family ``hardware``); each replica batches up to the batch whose profiled
+    latency fits half the SLO. ``deployment: shared`` by default: Kubernetes schedules the pods
+    of all Deployments onto the same nodes (here applications that pick one variant also
+    share one Deployment); ``dedicated`` gives each application a Deployment on nodes of its
+    own. Queries go to a replica by ``dispatch`` (``least_backlog`` by default).
   - Scale-down removes replicas still starting first, then those on the emptiest workers
     (Kubernetes' ReplicaSet also prefers unready and newer pods; node packing is ours).
   - The cluster autoscaler removes only empty nodes; it does not move pods off under-used ones.
@@ -106,9 +110,12 @@ class HpaPolicy(BaselinePolicy):
         min_replicas: int = 1,
         max_replicas: int = 100,
         node_idle_s: float = 600.0,
+        dispatch: str = "least_backlog",
+        deployment: str = "shared",
+        hardware: str = "any",
     ) -> None:
         self.check_number("target_utilization", target_utilization, 0, 1, low_open=True)
-        super().__init__(variants, sizing, target_utilization)
+        super().__init__(variants, sizing, target_utilization, dispatch, deployment, hardware)
         self.check_number("tolerance", tolerance, 0, 1)
         self.check_number("sync_period_s", sync_period_s, 1)
         self.check_number("scale_down_stabilization_s", scale_down_stabilization_s, 0, 3600)
@@ -131,7 +138,7 @@ class HpaPolicy(BaselinePolicy):
         self.max_replicas = max_replicas
         self.node_idle_s = float(node_idle_s)
         self.desired: dict[int, int] = {}
-        self.history: dict[int, list[tuple[float, int]]] = {}  # variant index -> (time, recommendation)
+        self.history: dict[int, list[tuple[float, int]]] = {}  # deployment key -> (time, recommendation)
         self.counters = Counters()
         self.next_sync = self.sync_period_s
         self.empty_since: dict[int, float] = {}
@@ -139,10 +146,10 @@ class HpaPolicy(BaselinePolicy):
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         self.plan(view, apps, hints)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
+        for key, dep in self.deployments.items():
             n = max(self.min_replicas, min(self.max_replicas, dep.replicas))
-            self.desired[vi] = n
-            self.history[vi] = [(0.0, n)]  # the provisioned count stands as the first recommendation
+            self.desired[key] = n
+            self.history[key] = [(0.0, n)]  # the provisioned count stands as the first recommendation
             actions += self.provision(view, dep, n, max_batch=dep.serving_batch)
         return actions
 
@@ -153,34 +160,34 @@ class HpaPolicy(BaselinePolicy):
             self._sync(view)
         room = Room(view)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
-            for inst in view.instances_of(vi):
+        for key, dep in self.deployments.items():
+            for inst in dep.instances(view):
                 self.counters.watch(inst, now)
-            actions += reconcile(view, room, dep, self.desired[vi], max_batch=dep.serving_batch)
+            actions += reconcile(view, room, dep, self.desired[key], max_batch=dep.serving_batch)
         return release_idle_workers(view, room, self.empty_since, self.node_idle_s) + actions
 
     def _sync(self, view: ClusterView) -> None:
         now = view.now
         live: list[int] = []
         keep = max(self.scale_down_stabilization_s, self.scale_up_stabilization_s)
-        for vi in self.deployments:
+        for key, dep in self.deployments.items():
             utils: list[float] = []
             unready = 0
-            for inst in view.instances_of(vi):
+            for inst in dep.instances(view):
                 live.append(inst.iid)
                 d = self.counters.delta(inst, now)
                 if d is not None and inst.state is InstanceState.READY and inst.ready_at <= d.since:
                     utils.append(d.utilisation)
                 else:
                     unready += 1
-            current = self.desired[vi]
+            current = self.desired[key]
             rec = hpa_recommendation(current, utils, unready, self.target_utilization, self.tolerance)
-            history = self.history[vi]
+            history = self.history[key]
             stable = stabilize(history, now, current, rec, self.scale_up_stabilization_s,
                                self.scale_down_stabilization_s)  # fmt: skip
             history.append((now, rec))
             del history[: sum(1 for t, _ in history if t <= now - keep)]
             if stable > current:
                 stable = min(stable, scale_up_limit(current, self.scale_up_percent, self.scale_up_pods))
-            self.desired[vi] = max(self.min_replicas, min(self.max_replicas, stable))
+            self.desired[key] = max(self.min_replicas, min(self.max_replicas, stable))
         self.counters.prune(live)

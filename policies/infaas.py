@@ -14,7 +14,7 @@ What follows the paper
     slack) wins, which favours cheaper hardware. A variant that is not loaded is scored
     load latency + inference latency and chosen only when no loaded one fits.
   - Model-level autoscaling per running variant: demand (recent input rate) against capacity
-    (replicas x saturation throughput); replicate, or upgrade to a faster variant of the same
+    (replicas x saturation throughput at the SLO it serves); replicate, or upgrade to a faster variant of the same
     architecture; scale down by one replica after a hold-down; downgrade accelerated variants
     serving a loose SLO at a small share of their capacity to a cheaper CPU variant.
   - VM-level autoscaling: a worker of a kind is added when all its workers are busy or the
@@ -26,7 +26,8 @@ What follows the released code (../shared/reference/policies.md, src/master/quer
     query pays it); this is also what is loaded for an application that has nothing.
   - Overload mark ("blacklist") kept 2 s; overloaded variants are used only if nothing else
     fits. Here a variant is overloaded when the queue on its least-loaded instance is beyond
-    what it drains within the SLO (the wait alone exceeds the SLO), which is the code's
+    what it drains within the SLO (the wait alone, without the batch it would run in,
+    exceeds the SLO), which is the code's
     "outstanding requests > h_q x replicas x 1000 / latency" test with the SLO as budget.
     A variant that merely cannot fit one query (its wait plus the query's latency exceed
     the SLO) is skipped for that query, not marked. The mark holds for queries with the
@@ -47,11 +48,32 @@ What follows the released code (../shared/reference/policies.md, src/master/quer
   - Reject "no model can satisfy this request" naming the variant that came closest.
 
 Deviations, each with its reason
-  - Capacity is the saturation throughput at the batch whose latency fits half the SLO (the
-    code uses the average batch seen); the simulator's batcher builds batches up to the
+  - Batch limit and capacity (:func:`policies.infaas_common.capacity`, the rule the ILP and
+    the greedy count with too): a variant runs at the largest batch whose profiled latency
+    fits half the SLO it serves, and a replica's capacity is 1000 x batch / latency(batch).
+    The released code takes the batch from the profiled latency that fits the SLO and counts
+    capacity as replicas x 1000 / latency_ms x batch, with the average batch seen
+    (../shared/reference/policies.md); the simulator's batcher builds batches up to the
     instance's limit, so the SLO-bounded batch is what a replica sustains within its SLO.
-    Loads issued by the autoscaler set the instance's batch limit to that batch; loads the
-    route asked for get it on the next tick (``LoadThenServe`` carries no batch limit).
+    *Which* SLO: the tightest among the queries the variant served within ``rate_window_s``
+    (the window its demand is read over), kept while it serves nothing; before it has served,
+    the SLO of what loaded it (the query or application that started it, the source of an
+    upgrade or downgrade, the applications the ILP gave it). Not the tightest SLO of every
+    requirement that *may* use it: in the medium scenario a 50 ms application that never
+    routed to the NeuronCore variants held them at batch 1 for the 200 ms and 2 s ones that
+    did, with seconds of queueing in the burst. Loosening is taken at the next tick (nothing
+    tighter came for the whole window); tightening only once a tighter SLO has been served
+    within the window at each of the kind's scale-down hold-down ticks (CPU 10, GPU 20,
+    Inferentia 15): a tighter limit lowers a replica's capacity, as a scale-down does, and
+    breaks the estimates of the looser queries already queued under the old limit. Without
+    it the limit flapped: the route estimates a query on an idle instance at its own batch
+    (with no batching wait it dispatches at once, alone, whatever the limit), so the 50 ms
+    application took an idle NeuronCore instance sized for 200 ms whenever it found one, and
+    each such query cut the limit to 1 for 2 s (29 SetBatch, 50 late 200 ms queries, seed 0).
+    A query that joins a busy instance is estimated in a full batch of its current limit, so
+    none is admitted that its limit would make late.
+    Loads carry the limit (``Load.max_batch``, ``LoadThenServe.max_batch``); every tick
+    ``SetBatch`` brings instances whose limit differs to it.
   - Demand also counts the inputs the policy rejected because the variant was overloaded
     (routed rate alone hides the load that a saturated variant turns away).
   - Upgrade target: the cheapest faster variant of the same architecture that every
@@ -127,6 +149,7 @@ from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState, WorkerView
 from policies.infaas_common import (
     Option,
+    capacity,
     cheapest_option,
     cold_key,
     downgrade_due,
@@ -135,7 +158,6 @@ from policies.infaas_common import (
     replica_units,
     replicas_for,
     saturation_throughput,
-    serving_batch,
     worker_memory_mb,
 )
 
@@ -374,7 +396,12 @@ class InfaasPolicy(Policy):
         self._black_slo: list[float] = []  # per variant: for SLOs up to this
         self._cands: dict[int, _Cands] = {}  # id(Candidates) -> route data
         self._groups: dict[tuple[Requirement, int], frozenset[int]] = {}
-        self._vi_slo: dict[int, float] = {}  # tightest SLO among requirements that may use it
+        self._vi_slo: dict[int, float] = {}  # tightest SLO among requirements that may use it (fallback)
+        # per variant: the SLO its batch limit and capacity are sized for (see _sizing_slo)
+        self._slo_now: dict[int, float] = {}
+        self._cold_slo: dict[int, float] = {}  # per variant in _cold: the tightest SLO that wanted it
+        # per variant served tighter than it is sized for: (consecutive ticks, SLO served throughout)
+        self._tighten: dict[int, tuple[int, float]] = {}
         self._vi_groups: dict[int, list[frozenset[int]]] = {}
         # per variant: (group, SLO) of each requirement it served -> when it last did
         self._used_by: dict[int, dict[tuple[frozenset[int], float], float]] = {}
@@ -418,6 +445,8 @@ class InfaasPolicy(Policy):
         self._cands.clear()
         self._groups.clear()
         self._vi_slo.clear()
+        self._slo_now.clear()
+        self._tighten.clear()
         self._vi_groups.clear()
         self._used_by.clear()
         self._serve.clear()
@@ -468,17 +497,22 @@ class InfaasPolicy(Policy):
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         cat = self._bind(view)
         actions: list[Action] = []
-        chosen: set[int] = set()
+        chosen: dict[int, None] = {}  # in the order the applications choose them
         for app, req in ((a, r) for a in apps for r in a.stages):
             cands = cat.candidates(req, app.batch)
             self._register(req, app.batch, cands.indices)
             if not self.preload or not cands.indices:
                 continue
             vi = self._cold_choice(cands.indices, req, app.batch)
-            if vi is not None and vi not in chosen:
-                chosen.add(vi)
-                actions.append(Load(cat.variants[vi].variant_id, max_batch=self._batch_limit(vi)))
-                self._mark_running(vi)
+            if vi is None:
+                continue
+            slo = _INF if req.slo_ms is None else float(req.slo_ms)
+            # sized for the tightest application that starts it, until it has served
+            self._slo_now[vi] = min(slo, self._slo_now.get(vi, _INF)) if vi in chosen else slo
+            chosen[vi] = None
+        for vi in chosen:
+            actions.append(Load(cat.variants[vi].variant_id, max_batch=self._batch_limit(vi)))
+            self._mark_running(vi)
         return actions
 
     def _cold_choice(self, indices: Sequence[int], req: Requirement, batch: int, demand: float = 0.0) -> int | None:
@@ -502,9 +536,49 @@ class InfaasPolicy(Policy):
                 best = key
         return None if best is None else best[1]
 
+    def _sizing_slo(self, vi: int) -> float | None:
+        """The SLO ``vi`` is sized for (batch limit and capacity): the tightest it served within
+        ``rate_window_s`` (``_update_slos``), the last such value while it serves nothing, and
+        before it has served, the SLO of what made it load. The tightest SLO of every
+        requirement that *may* use it is only the fallback: one tight application that never
+        routes to a variant must not hold it at batch 1 for the loose ones that do."""
+        slo = self._slo_now.get(vi)
+        return self._vi_slo.get(vi) if slo is None else slo
+
     def _batch_limit(self, vi: int) -> int:
         assert self._catalog is not None
-        return serving_batch(self._catalog.variants[vi].latency_by_batch, self._vi_slo.get(vi))
+        return capacity(self._catalog.variants[vi].latency_by_batch, self._sizing_slo(vi)).batch
+
+    def _update_slos(self, view: ClusterView) -> None:
+        """Once a tick, per running variant, the SLO it is sized for, from the tightest SLO it
+        served within the rate window (``_used_by``, which route keeps: one dict store per
+        query, nothing added to the hot path). Looser: taken at once (nothing tighter came for
+        the whole window). Tighter: taken only once a tighter SLO has been served within the
+        window at each of ``holddown`` consecutive ticks (the kind's scale-down hold-down), and
+        then the loosest of those ticks' tightest SLOs, the one served throughout."""
+        assert self._catalog is not None
+        variants = self._catalog.variants
+        now = view.now
+        window = self.rate_window_s
+        tighten: dict[int, tuple[int, float]] = {}  # kept only across consecutive ticks
+        for vi in self._running:
+            used = self._used_by.get(vi)
+            if not used:
+                continue
+            tightest = min((slo for (_, slo), t in used.items() if now - t < window), default=None)
+            if tightest is None:  # serves nothing: keep its size
+                continue
+            cur = self._slo_now.get(vi)
+            if cur is None or tightest >= cur:
+                self._slo_now[vi] = tightest
+                continue
+            n, held = self._tighten.get(vi, (0, 0.0))
+            n, held = n + 1, max(held, tightest)
+            if n >= self.holddown[variants[vi].hardware]:
+                self._slo_now[vi] = held
+            else:
+                tighten[vi] = (n, held)
+        self._tighten = tighten
 
     # --- per query -------------------------------------------------------------------------
     def route(self, query: Query, candidates: Candidates, view: ClusterView) -> Decision:
@@ -532,15 +606,20 @@ class InfaasPolicy(Policy):
         for vi, lat, cpu in info.running:
             inst_best: InstanceView | None = None
             est = _INF
+            run_ms = 0.0  # of est: the execution of the batch it runs in (the rest is waiting)
             for inst in routable(vi, ()):
                 q = inst.queued_inputs
                 st = inst.state
-                if q == 0 and inst.busy_until <= now and st is _READY:
-                    inst_best, est = inst, lat  # idle: nothing can be faster
+                hold = inst.max_wait_s
+                if q == 0 and inst.busy_until <= now and st is _READY and not hold:
+                    # idle, and it dispatches at once (no batching wait): it runs alone, at
+                    # its own batch, whatever the limit; nothing can be faster
+                    inst_best, est, run_ms = inst, lat, lat
                     break
                 # it waits for the backlog, then runs in a batch that later arrivals fill up
                 # to the instance's limit while it waits (the released code, too, estimates
-                # batched variants at their full batch).
+                # batched variants at their full batch), after waiting up to the batcher's
+                # max wait for that batch to fill.
                 # The backlog is inst.backlog_s(now) inlined, with the same arithmetic in the
                 # same order (so the same floats): this loop runs ~6 times per query.
                 if st is _LOADING:
@@ -557,18 +636,21 @@ class InfaasPolicy(Policy):
                 if q:
                     t += ((q // mb) * table[mb] + (table[rest] if rest else 0.0)) / 1000
                 e = t * 1000.0
-                if mb <= b:
-                    e += lat
-                else:
-                    e += table[mb]
-                    if rest and rest + b <= mb:  # it joins the last, partial batch
-                        e -= table[rest]
+                if hold and mb > b:
+                    e += hold * 1000.0
+                x = lat if mb <= b else table[mb]
+                e += x
+                if mb > b and rest and rest + b <= mb:  # it joins the last, partial batch
+                    e -= table[rest]
                 if e < est:
-                    inst_best, est = inst, e
+                    inst_best, est, run_ms = inst, e, x
             if inst_best is None:
                 continue
             if est > slo:
-                if est - lat > slo:  # its queue is beyond what it drains within the SLO
+                # overloaded when the wait alone exceeds the SLO: a query that only misses
+                # because a full batch of the instance's limit runs longer than its SLO allows
+                # is skipped, not a mark on the variant
+                if est - run_ms > slo:
                     if black[vi] <= now or slo > black_slo[vi]:
                         black_slo[vi] = slo
                     black[vi] = now + blacklist_s
@@ -672,7 +754,8 @@ class InfaasPolicy(Policy):
         _, vi, wid = best
         self._mark_running(vi)
         self._route_kinds.add(variants[vi].hardware)
-        return LoadThenServe(variants[vi].variant_id, wid)
+        self._slo_now[vi] = slo  # a fresh start: sized for the query that loads it
+        return LoadThenServe(variants[vi].variant_id, wid, max_batch=self._batch_limit(vi))
 
     def _reject(
         self, info: _Cands, query: Query, close_vi: int, close_est: float, load: tuple[int, float], view: ClusterView
@@ -694,6 +777,7 @@ class InfaasPolicy(Policy):
             want = self._cold_choice(info.order, info.req, query.batch, demand)
             if want is not None:
                 self._cold[want] = view.now
+                self._cold_slo[want] = min(info.slo, self._cold_slo.get(want, _INF))
         if load[0] >= 0:
             v = variants[load[0]]
             return Reject(
@@ -716,6 +800,7 @@ class InfaasPolicy(Policy):
             for kind in self._route_kinds:
                 self._want_room[kind] = self._want_room.get(kind, 0) + 1
         self._route_kinds.clear()
+        self._update_slos(view)
         self._advance_transitions(view, room, actions)
         self._model_autoscale(view, room, actions, dt)
         self._cold_starts(view, room, actions)
@@ -737,8 +822,7 @@ class InfaasPolicy(Policy):
     def _option(self, vi: int, slo: float | None) -> Option:
         assert self._catalog is not None
         v = self._catalog.variants[vi]
-        b = serving_batch(v.latency_by_batch, slo)
-        return Option(vi, 1000.0 * b / v.latency_by_batch[b], v.load_latency_ms / 1000.0, self._price[vi],
+        return Option(vi, capacity(v.latency_by_batch, slo).throughput, v.load_latency_ms / 1000.0, self._price[vi],
                       v.latency_by_batch[1])  # fmt: skip
 
     def _eligible(self, vi: int) -> frozenset[int]:
@@ -810,7 +894,7 @@ class InfaasPolicy(Policy):
                 continue
             v = variants[vi]
             r = len(insts)
-            slo = self._vi_slo.get(vi)
+            slo = self._sizing_slo(vi)
             self._set_batches(vi, insts, actions)
             cur = self._option(vi, slo)
             demand = self._demand(view, vi, dt)
@@ -885,7 +969,8 @@ class InfaasPolicy(Policy):
                 self._dg[vi] = 0
 
     def _set_batches(self, vi: int, insts: Sequence[InstanceView], actions: list[Action]) -> None:
-        """Loads the route asked for get the SLO-bounded batch limit too."""
+        """Keep every instance's batcher at the variant's batch limit: it follows the SLO the
+        variant is sized for as that changes."""
         limit = self._batch_limit(vi)
         for inst in insts:
             if inst.max_batch != limit:
@@ -922,9 +1007,7 @@ class InfaasPolicy(Policy):
             return None
         return opt.index, n
 
-    def _rightsize_target(
-        self, room: _Room, vi: int, demand: float, need: int, now: float
-    ) -> tuple[int, int] | None:
+    def _rightsize_target(self, room: _Room, vi: int, demand: float, need: int, now: float) -> tuple[int, int] | None:
         """``price_aware``: the cheapest variant (and replicas) for ``vi``'s recent load among
         those its recent users accept within their tightest SLO and the cluster has room for
         (live workers plus those its kind may add), if it saves at least ``rightsize_margin``
@@ -933,7 +1016,8 @@ class InfaasPolicy(Policy):
         assert self._catalog is not None
         variants = self._catalog.variants
         recent = [slo for (_, slo), t in self._used_by.get(vi, {}).items() if now - t < self.idle_s]
-        slo = min(recent, default=self._vi_slo.get(vi, _INF))
+        sized = self._sizing_slo(vi)
+        slo = min(recent, default=_INF if sized is None else sized)
         elig = [
             u
             for u in sorted(self._eligible_recent(vi, now))
@@ -958,6 +1042,11 @@ class InfaasPolicy(Policy):
     ) -> None:
         self._trans[src] = _Transition(src, dst, kind, replicas, view.now)
         have = len(view.instances_of(dst))
+        # the target takes over the source's load: size it for the source's SLO (and for its
+        # own, if it already serves)
+        src_slo = self._sizing_slo(src)
+        src_slo = _INF if src_slo is None else src_slo
+        self._slo_now[dst] = min(src_slo, self._slo_now.get(dst, _INF)) if have else src_slo
         for _ in range(replicas - have):
             if not self._place(view, room, actions, dst, {src, dst}):
                 break
@@ -990,8 +1079,14 @@ class InfaasPolicy(Policy):
         if none has room) until it is placed, for up to ``idle_s``."""
         now = view.now
         for vi, since in sorted(self._cold.items()):
-            if view.instances_of(vi) or now - since > self.idle_s or self._place(view, room, actions, vi, {vi}):
+            if view.instances_of(vi) or now - since > self.idle_s:
                 del self._cold[vi]
+                self._cold_slo.pop(vi, None)
+                continue
+            self._slo_now[vi] = self._cold_slo.get(vi, _INF)  # sized for the queries that wanted it
+            if self._place(view, room, actions, vi, {vi}):
+                del self._cold[vi]
+                self._cold_slo.pop(vi, None)
 
     # --- VM level --------------------------------------------------------------------------
     def _vm_autoscale(self, view: ClusterView, room: _Room, actions: list[Action], allow_add: bool) -> None:

@@ -4,8 +4,12 @@ offline solvers (the greedy plan and the ILP in :mod:`policies.infaas_ilp`).
 Everything here is plain functions on plain numbers, so that the online autoscaler and the
 offline greedy that the benchmark compares with the ILP take *the same* decisions:
 
-- :func:`serving_batch` / :func:`saturation_throughput`: what one replica sustains under an
-  SLO (the batch whose latency fits half the SLO, as :mod:`infaas_sim.sizing` does);
+- :func:`capacity`: the one capacity rule, for a variant and the SLO it serves: its batch
+  limit (the largest batch whose profiled latency fits half the SLO, as
+  :mod:`infaas_sim.sizing` does) and the inputs/s one replica sustains running such batches.
+  The online autoscaler sizes and batches a variant with it (at the tightest SLO the variant
+  recently served), and the ILP and the greedy count capacity with it, so the three agree on
+  what a replica carries; :func:`serving_batch` / :func:`saturation_throughput` are its parts;
 - :func:`replicas_for`: ``ceil(slack x demand / throughput)``, at least one;
 - :func:`route_key` / :func:`cold_key`: INFaaS's per-query preference among running variants
   (least slack) and among variants that are not (least load + inference latency), CPU first
@@ -45,10 +49,29 @@ def serving_batch(latency_by_batch: Sequence[float], slo_ms: float | None, share
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What one replica of a variant offers under an SLO."""
+
+    batch: int  # the batcher limit: the largest batch whose latency fits the SLO's share
+    throughput: float  # inputs/s one replica sustains running batches of that size
+
+
+def capacity(latency_by_batch: Sequence[float], slo_ms: float | None, share: float = BATCH_SLO_SHARE) -> Capacity:
+    """A variant's batch limit and per-replica throughput for ``slo_ms``: the rule both the
+    online policy (batch limit, scale-up and -down) and the ILP (capacity constraint) use.
+
+    INFaaS's released code runs a variant at the batch its profiled latency allows within the
+    SLO and counts capacity as replicas x 1000 / latency_ms x batch
+    (../shared/reference/policies.md); here the batch may use half the SLO, leaving the rest
+    for queueing and batching."""
+    b = serving_batch(latency_by_batch, slo_ms, share)
+    return Capacity(b, 1000.0 * b / latency_by_batch[b])
+
+
 def saturation_throughput(latency_by_batch: Sequence[float], slo_ms: float | None) -> float:
     """Inputs per second one replica sustains running full serving batches."""
-    b = serving_batch(latency_by_batch, slo_ms)
-    return 1000.0 * b / latency_by_batch[b]
+    return capacity(latency_by_batch, slo_ms).throughput
 
 
 def replicas_for(demand: float, throughput: float, slack: float) -> int:

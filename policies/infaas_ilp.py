@@ -18,9 +18,14 @@ of each variant run on each worker slot (``n[j, k]``, integer); the change in in
 (reported here as the total ``sum_j C_j n_j + lambda x sum_j C_j T_load_j max(delta_j, 0)``,
 which differs by the constant ``sum_j C_j current_j``), subject to
 
-- capacity: ``n_j x throughput_aj >= slack x load_a`` summed over the applications on j
-  (``throughput_aj``: saturation inputs/s of j at the batch fitting half of a's SLO;
-  slack 1.05), and ``n_j >= 1`` when any application uses j;
+- capacity: ``n_j x throughput_j >= slack x sum of load_a`` over the applications on j, and
+  ``n_j >= 1`` when any application uses j (slack 1.05). ``throughput_j`` is
+  :func:`policies.infaas_common.capacity` at the *tightest* SLO among j's applications: the
+  online policy batches a variant for the tightest SLO it serves, so a loose application
+  sharing j with a tight one gets the tight one's batch, and the ILP counts what the
+  instances will actually carry. Linear by big-M: for each application a' that may use j,
+  ``n_j >= sum_a y_aj x slack x load_a / thr_j(SLO_a') - M x (1 - y_a'j + sum of y_a''j over
+  the a'' with a tighter SLO)``, binding only when a' is j's tightest application;
 - latency: j may serve a only if its latency at a's batch is within a's SLO;
 - memory (and units) per worker: every slot's instances fit in one worker.
 
@@ -38,7 +43,9 @@ upgrade / scale down / downgrade per variant.
 The policy re-solves every ``solve_every_s`` seconds on the applications' recent peak
 per-second load, loads what the solution adds (placing GPU instances one per device, adding
 workers where none has room), and unloads what it drops once the additions are ready. It
-routes like ``infaas`` and releases quiet workers like its VM autoscaler. When the load is
+routes like ``infaas``, batches like it (an instance it starts is sized for the tightest SLO
+the solution gives its variant, then for the tightest SLO it serves: what the capacity
+constraint counted), and releases quiet workers like its VM autoscaler. When the load is
 more than the worker limits can carry, it solves for the largest share of it that fits
 (3/4, 1/2, 1/4, 1/10).
 
@@ -69,6 +76,7 @@ from policies.infaas import InfaasPolicy, _Room
 from policies.infaas_common import (
     LOOSE_SLO_MS,
     Option,
+    capacity,
     cheapest_option,
     cold_key,
     downgrade_due,
@@ -77,7 +85,6 @@ from policies.infaas_common import (
     replica_units,
     replicas_for,
     route_key,
-    saturation_throughput,
     worker_memory_mb,
 )
 
@@ -156,7 +163,14 @@ def eligible(p: IlpProblem, a: int) -> list[int]:
 
 
 def throughput(p: IlpProblem, a: int, j: int) -> float:
-    return saturation_throughput(p.variants[j].latency_by_batch, p.apps[a].slo_ms)
+    """Inputs/s one instance of ``j`` carries when sized for application ``a``'s SLO (the
+    capacity rule of the online policy)."""
+    return capacity(p.variants[j].latency_by_batch, p.apps[a].slo_ms).throughput
+
+
+def variant_throughput(p: IlpProblem, j: int, apps: Sequence[int]) -> float:
+    """Inputs/s one instance of ``j`` carries serving ``apps``: sized for the tightest SLO."""
+    return capacity(p.variants[j].latency_by_batch, min(p.apps[a].slo_ms for a in apps)).throughput
 
 
 def cost_of(p: IlpProblem, counts: Sequence[int]) -> float:
@@ -168,14 +182,17 @@ def cost_of(p: IlpProblem, counts: Sequence[int]) -> float:
 
 
 def min_counts(p: IlpProblem, assignment: Sequence[int]) -> list[int]:
-    """The fewest instances carrying an assignment: ceil(sum slack x load / throughput), at
-    least one per variant in use."""
-    need = [0.0] * len(p.variants)
-    used = [False] * len(p.variants)
+    """The fewest instances carrying an assignment: ceil(slack x load / throughput), the
+    throughput at the tightest SLO among each variant's applications; at least one per
+    variant in use."""
+    users: dict[int, list[int]] = {}
     for a, j in enumerate(assignment):
-        used[j] = True
-        need[j] += p.slack * p.apps[a].load / throughput(p, a, j)
-    return [max(math.ceil(x - 1e-9), 1) if u else 0 for x, u in zip(need, used, strict=True)]
+        users.setdefault(j, []).append(a)
+    counts = [0] * len(p.variants)
+    for j, apps in users.items():
+        load = sum(p.apps[a].load for a in apps)
+        counts[j] = max(math.ceil(p.slack * load / variant_throughput(p, j, apps) - 1e-9), 1)
+    return counts
 
 
 def pack_ffd(p: IlpProblem, counts: Sequence[int]) -> bool:
@@ -243,7 +260,11 @@ def solve_ilp(
         n_j = sum(xs)
         n_expr[j] = n_j
         users = [a for a, e in enumerate(elig) if j in e]
-        s.Add(n_j >= sum(y[a, j] * (p.slack * p.apps[a].load / throughput(p, a, j)) for a in users))
+        for a_ in users:  # j sized for a_'s SLO, binding when a_ is its tightest application
+            thr = capacity(v.latency_by_batch, p.apps[a_].slo_ms).throughput
+            need = [p.slack * p.apps[a].load / thr for a in users]
+            off = 1 - y[a_, j] + sum(y[a, j] for a in users if p.apps[a].slo_ms < p.apps[a_].slo_ms)
+            s.Add(n_j >= sum(y[a, j] * x for a, x in zip(users, need, strict=True)) - sum(need) * off)
         for a in users:
             s.Add(n_j >= y[a, j])
         d[j] = s.NumVar(0.0, s.infinity(), f"d_{j}")
@@ -317,7 +338,7 @@ def greedy_solution(
 
     def opt(j: int, slo: float) -> Option:
         v = p.variants[j]
-        return Option(j, saturation_throughput(v.latency_by_batch, slo), v.load_s, v.price_per_hour,
+        return Option(j, capacity(v.latency_by_batch, slo).throughput, v.load_s, v.price_per_hour,
                       v.latency_by_batch[1])  # fmt: skip
 
     assign: list[int] = []
@@ -333,7 +354,7 @@ def greedy_solution(
             if running:
                 keys.append((route_key(lat, app.slo_ms, cpu, loose_slo_ms), j))
             elif price_aware:
-                thr = saturation_throughput(v.latency_by_batch, app.slo_ms)
+                thr = capacity(v.latency_by_batch, app.slo_ms).throughput
                 keys.append((price_key(v.price_per_hour, thr, 1000 * v.load_s, lat, app.load, p.slack), j))
             else:
                 keys.append((cold_key(1000 * v.load_s, lat, app.slo_ms, cpu, loose_slo_ms), j))
@@ -439,6 +460,7 @@ class InfaasIlpPolicy(InfaasPolicy):
         self.backend = str(backend)
         self._apps: list[Application] = []
         self._desired: dict[int, int] = {}
+        self._assigned_slo: dict[int, float] = {}  # per variant: the tightest SLO the solution gives it
         self._surplus: dict[int, int] = {}
         self._solved_at = -math.inf
         self.solutions: list[tuple[float, IlpSolution]] = []  # (time, solution), for inspection
@@ -490,6 +512,7 @@ class InfaasIlpPolicy(InfaasPolicy):
         now = view.now
         self._last_tick = now
         self._sync_running(view)
+        self._update_slos(view)
         actions: list[Action] = []
         room = _Room(view)
         if now - self._solved_at >= self.solve_every_s - 1e-9 and self._apps:
@@ -504,6 +527,10 @@ class InfaasIlpPolicy(InfaasPolicy):
             self.solutions.append((now, sol))
             if sol.ok:
                 self._desired = {vi: sol.counts[k] for k, vi in enumerate(idx)}
+                self._assigned_slo = {}
+                for a, k in enumerate(sol.assignment):
+                    slo = prob.apps[a].slo_ms
+                    self._assigned_slo[idx[k]] = min(slo, self._assigned_slo.get(idx[k], math.inf))
                 self._surplus = {
                     vi: prob.current[k] - sol.counts[k] for k, vi in enumerate(idx) if prob.current[k] > sol.counts[k]
                 }
@@ -531,6 +558,8 @@ class InfaasIlpPolicy(InfaasPolicy):
             insts = view.instances_of(vi)
             if any(i.state is not InstanceState.READY for i in insts) or len(insts) < want:
                 pending = True
+            if not insts and vi in self._assigned_slo:  # a fresh start: sized for what the ILP gives it
+                self._slo_now[vi] = self._assigned_slo[vi]
             for _ in range(want - len(insts)):
                 if self._place(view, room, actions, vi, {vi}, request=False):
                     continue

@@ -10,8 +10,9 @@ What follows InfAdapter
   - Decision: cores n_m per variant, 0 or >= ``min_cores`` (2), total <= ``max_total_cores``
     (20); load goes to the most accurate variants first, up to their capacity; total capacity
     >= the forecast load. Objective: maximise ``sum (load_m / lambda) acc_m - cost_weight
-    (sum n_m / max_total_cores) - load_weight (load time of the changed variants / max load
-    time)`` with ``cost_weight`` 0.05 and ``load_weight`` 0.001. Solved exactly by enumerating
+    (sum n_m / reference_cores) - load_weight (load time of the changed variants / max load
+    time)`` with ``cost_weight`` 0.05, ``reference_cores`` 20 and ``load_weight`` 0.001: with
+    the default budget, InfAdapter's ``0.05 (sum n_m / 20)``. Solved exactly by enumerating
     every allocation (:func:`solve`; thousands of points for five variants and 20 cores,
     vectorised); when no allocation covers the load, the one with the most capacity.
   - Every ``interval_s`` (30 s): the forecast of the next minute's maximum rate from the last
@@ -22,6 +23,12 @@ What follows InfAdapter
     ready; dispatch is weighted round-robin over the variants by their load shares.
 
 Deviations, each with its reason
+  - The cost term divides by ``reference_cores`` (InfAdapter's 20-core budget), not by
+    ``max_total_cores``: ``cost_weight`` is a price per core relative to that budget, so one
+    core costs ``0.05 / 20`` of accuracy whatever the budget (InfAdapter's 20 is both its
+    budget and the divisor). Dividing by the budget made cores 6.4x cheaper when an
+    experiment raised it to 128 cores, which moved the choice towards more accurate, costlier
+    variants; with the budget at 20 both read the same.
   - Forecaster: ridge regression on the lagged window maxima instead of InfAdapter's LSTM
     (the issue allows a lighter learner that forecasts as well; on the real trace's held-out
     days it beats the window maximum: docs/themis_infadapter.md).
@@ -161,8 +168,9 @@ def assign_loads(models: Sequence[VariantModel], caps: np.ndarray, lam: float) -
 
 
 def solve(models: Sequence[VariantModel], lam: float, current: Sequence[int], max_total_cores: int,
-          cost_weight: float = 0.05, load_weight: float = 0.001) -> Plan:  # fmt: skip
-    """InfAdapter's optimisation, exact by enumeration."""
+          cost_weight: float = 0.05, load_weight: float = 0.001, reference_cores: float = 20) -> Plan:  # fmt: skip
+    """InfAdapter's optimisation, exact by enumeration. A core costs ``cost_weight /
+    reference_cores`` of objective, whatever ``max_total_cores`` is."""
     mins = tuple(max(1, m.min_cores) for m in models)
     alloc = _allocations(mins, max_total_cores)
     caps = np.column_stack([np.array([m.capacity(c) for c in range(max_total_cores + 1)])[alloc[:, j]]
@@ -172,7 +180,7 @@ def solve(models: Sequence[VariantModel], lam: float, current: Sequence[int], ma
     acc = np.array([m.accuracy for m in models])
     load_s = np.array([m.load_s for m in models])
     changed = alloc != np.asarray(current, dtype=np.int64)[None, :]
-    obj = (loads @ acc) / lam - cost_weight * alloc.sum(axis=1) / max_total_cores
+    obj = (loads @ acc) / lam - cost_weight * alloc.sum(axis=1) / reference_cores
     obj -= load_weight * (changed * load_s[None, :]).sum(axis=1) / max(load_s.max(), 1e-9)
     total = caps.sum(axis=1)
     feasible = total + 1e-9 >= lam
@@ -217,6 +225,7 @@ class InfAdapterPolicy(Policy):
         max_replica_cores: int | None = None,
         capacity_factor: float = 0.8,
         cost_weight: float = 0.05,
+        reference_cores: int = 20,
         load_weight: float = 0.001,
         interval_s: float = 30.0,
         margin: float = 0.1,
@@ -226,6 +235,7 @@ class InfAdapterPolicy(Policy):
         node_idle_s: float = 600.0,
     ) -> None:
         for name, ivalue, low in (("max_total_cores", max_total_cores, 1), ("min_cores", min_cores, 1),
+                                  ("reference_cores", reference_cores, 1),
                                   ("scale_down_votes", scale_down_votes, 1)):  # fmt: skip
             if not isinstance(ivalue, int) or isinstance(ivalue, bool) or ivalue < low:
                 raise self.error(f"{name} must be an integer >= {low}, got {ivalue!r}")
@@ -248,6 +258,7 @@ class InfAdapterPolicy(Policy):
         self.max_replica_cores = max_replica_cores
         self.capacity_factor = float(capacity_factor)
         self.cost_weight = float(cost_weight)
+        self.reference_cores = reference_cores
         self.load_weight = float(load_weight)
         self.interval_s = float(interval_s)
         self.margin = float(margin)
@@ -339,7 +350,8 @@ class InfAdapterPolicy(Policy):
         return sorted(best.values(), key=lambda i: catalog.variants[i].accuracy)
 
     def _solve(self, lam: float, current: Sequence[int]) -> Plan:
-        return solve(self.models, lam, current, self.max_total_cores, self.cost_weight, self.load_weight)
+        return solve(self.models, lam, current, self.max_total_cores, self.cost_weight, self.load_weight,
+                     self.reference_cores)  # fmt: skip
 
     @staticmethod
     def _shares(plan: Plan) -> list[float]:

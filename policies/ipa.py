@@ -14,8 +14,12 @@ the end-to-end SLA; every stage is planned for the same forecast load (each requ
 every stage), and a query is routed by the plan of the stage it is at (``query.stage``). A
 single-model application is a one-stage pipeline.
 
-``variants`` (a list of variant ids) restricts the options: IPA's "fixed variant + scaling"
-baselines (low accuracy: the smallest variant per stage; high accuracy: the largest).
+IPA's "fixed variant + scaling" baselines (low and high accuracy): ``variant_policy``
+``most_accurate`` pins each stage to its most accurate option and ``cheapest`` to its
+cheapest (least base CPU), choosing among the combinations whose batch-1 latencies fit the
+SLA (:func:`policies.ipa_model.pin_variants`); the integer program then chooses only batch
+and replicas, so the variants never switch. ``adaptive`` (the default) is IPA.
+``variants`` (a list of variant ids) restricts the options first, by hand.
 
 How the pieces map onto this simulator, and where it deviates (and why):
 
@@ -35,9 +39,11 @@ How the pieces map onto this simulator, and where it deviates (and why):
 - **Forecast.** IPA's small LSTM over twelve 10 s maxima is the shared ``learned``
   forecaster (ridge regression on the same inputs, :mod:`infaas_sim.forecast.learned`);
   ``forecaster: window_max`` (the maximum of the last 2 minutes) is the rule-based baseline.
-  Before 2 minutes have passed the history is what exists, and the plan never goes below the
-  operator's hint for the first interval. The margin (10%) is ours: the reference says
-  "plus a margin" without a number.
+  IPA's deployments start with a full history; before 2 minutes have passed here, the missing
+  seconds are filled with the operator's declared expected mean rate (a forecast from a few
+  seconds of a quiet start sized the plan to 1 replica just before the first surge), and the
+  plan never goes below the operator's hint (the expected peak) for the first interval. The
+  margin (10%) is ours: the reference says "plus a margin" without a number.
 - **Batch wait.** The model charges ``(b - 1) / lambda`` for gathering a batch; each kept
   replica's batcher gets that as its maximum wait, so the simulated batching delay never
   exceeds what the model charged (a replica sees lambda / n, so its batches may run short of
@@ -93,7 +99,7 @@ from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import Deployment, Room, add_replicas, pick_victims, release_idle_workers
-from policies.ipa_model import PipelinePlan, Stage, StageOption, Weights, solve
+from policies.ipa_model import VARIANT_POLICIES, PipelinePlan, Stage, StageOption, Weights, pin_variants, solve
 
 UNBOUNDED_SLA_MS = 1e9  # the fallback solve's SLA: none that matters
 FORECASTER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -167,7 +173,11 @@ class IpaPolicy(Policy):
         solve_time_limit_s: float = 5.0,
         cluster_limit: bool = True,
         variants: Sequence[str] | None = None,
+        variant_policy: str = "adaptive",
     ) -> None:
+        if variant_policy not in VARIANT_POLICIES:
+            raise ConfigError(f"policy ipa: variant_policy must be one of {', '.join(VARIANT_POLICIES)}, "
+                              f"got {variant_policy!r}")  # fmt: skip
         self.weights = Weights(alpha, beta, gamma, accuracy_method, accuracy_scale, bool(normalize))
         for pname, value, low in (("max_batch", max_batch, 1), ("max_replicas", max_replicas, 1),
                                   ("history_s", history_s, 1)):  # fmt: skip
@@ -199,6 +209,7 @@ class IpaPolicy(Policy):
             raise ConfigError(f"policy ipa: variants must be a list of variant ids, got {variants!r}")
         # IPA's "fixed variant + scaling" baselines: the options restricted to these variants.
         self.only: frozenset[str] | None = None if variants is None else frozenset(variants)
+        self.variant_policy = variant_policy
         self.max_cores: float | None = None  # per application, set up from the cluster
         # Per application index: its stages, each option's catalog index, its SLA (ms).
         self.apps: dict[int, Application] = {}
@@ -206,6 +217,7 @@ class IpaPolicy(Policy):
         self.option_vi: dict[int, dict[str, int]] = {}
         self.sla_ms: dict[int, float] = {}
         self.hint_load: dict[int, float] = {}
+        self.hint_mean: dict[int, float] = {}  # declared expected queries/s (stands in for missing history)
         # The current plan: per application, one choice per stage; and the model's plans.
         self.choice: dict[int, tuple[StageChoice, ...]] = {}
         self.plans: dict[int, PipelinePlan] = {}
@@ -223,21 +235,25 @@ class IpaPolicy(Policy):
             if app.slo_ms is None:
                 raise ConfigError(f"policy ipa: application {app.name!r} pins a variant; IPA needs an SLA to plan for")
             stages: list[Stage] = []
-            self.option_vi[app.index] = {}  # variant ids are unique, so one map serves every stage
+            index: dict[str, int] = {}  # variant ids are unique, so one map serves every stage
             for k, req in enumerate(app.stages):
                 cands = catalog.candidates(req, app.batch).indices
                 fits = [i for i in cands if catalog.variants[i].allocation <= itype.vcpus]  # a replica fits a worker
                 if self.only is not None:
                     fits = [i for i in fits if catalog.variants[i].variant_id in self.only]
                 where = f"application {app.name!r}" + (f" stage {k}" if app.pipeline is not None else "")
-                stage, index = stage_options(catalog.variants, fits, self.stage_sla_factor, where)
+                stage, stage_index = stage_options(catalog.variants, fits, self.stage_sla_factor, where)
                 stages.append(stage)
-                self.option_vi[app.index].update(index)
+                index.update(stage_index)
+            pinned = pin_variants(stages, app.slo_ms, self.variant_policy, self.weights)
+            # Only the options left are served (a pinned stage has no other to fall back on).
+            self.option_vi[app.index] = {o.variant_id: index[o.variant_id] for st in pinned for o in st.options}
             self.apps[app.index] = app
-            self.stages[app.index] = tuple(stages)
+            self.stages[app.index] = pinned
             self.sla_ms[app.index] = app.slo_ms
             hint = hints.get(app.name, WorkloadHint(0.0, 0.0))
             self.hint_load[app.index] = hint.peak_qps * app.batch * (1 + self.margin)
+            self.hint_mean[app.index] = hint.mean_qps
             self._plan(app.index, self.hint_load[app.index], 0.0)
         actions: list[Action] = []
         for vi, (n, b, _) in self._desired().items():
@@ -246,9 +262,12 @@ class IpaPolicy(Policy):
 
     def forecast_load(self, view: ClusterView, app: Application) -> float:
         """Inputs per second to plan for: the forecast maximum of the next horizon plus the
-        margin (and, during the first interval, no less than the operator's hint)."""
+        margin (and, during the first interval, no less than the operator's hint). Seconds of
+        history not yet seen count at the declared expected mean rate."""
         seconds = min(self.history_s, int(view.now))
         series = view.app_rate_series(app.index, seconds) if seconds > 0 else []
+        if len(series) < self.history_s:
+            series = [self.hint_mean.get(app.index, 0.0)] * (self.history_s - len(series)) + list(series)
         peak = self.forecaster.predict_from(series) if len(series) else 0.0
         load = peak * app.batch * (1 + self.margin)
         if view.now <= self.interval_s + 1e-9:

@@ -35,6 +35,11 @@ An extension (not in IPA, whose Kubernetes cluster is assumed big enough): ``max
 bounds ``sum_s base_cpu x n_s`` by what the cluster can hold, so that a plan is one the
 cluster can place; None (the default) leaves the program as IPA states it.
 
+IPA's fixed-variant baselines (:func:`pin_variants`): each stage pinned to one option, after
+which the same program chooses only batch and replicas. ``most_accurate``: the combination
+with the most accuracy (the objective's aggregate) whose batch-1 latencies fit the SLA;
+``cheapest``: the one with the least base CPU (ties: the faster, then the more accurate).
+
 A load of zero makes every batch above 1 wait forever: only batch 1 is feasible then, with
 one replica per stage. :func:`brute_force` enumerates the same program (for tests and for
 tiny cases) with the same rounding.
@@ -52,6 +57,7 @@ from ortools.sat.python import cp_model
 from infaas_sim.errors import ConfigError
 
 ACCURACY_METHODS = ("sum", "average", "product")
+VARIANT_POLICIES = ("adaptive", "most_accurate", "cheapest")
 OBJECTIVE_SCALE = 1_000_000
 MAX_COMBINATIONS = 20_000  # variant combinations the exact accuracy term may enumerate
 
@@ -236,6 +242,41 @@ def _finish(stages: Sequence[Stage], picks: Sequence[tuple[int, int, int]], load
     acc = combination_accuracy(accs, w)
     obj = objective_of(acc, sum(p.cores for p in plans), sum(p.batch for p in plans), w)
     return PipelinePlan(plans, status, obj, acc, load_rps, sla_ms, notes)
+
+
+# --- the fixed-variant baselines ------------------------------------------------------------
+def pin_variants(stages: Sequence[Stage], sla_ms: float, policy: str, weights: Weights | None = None
+                 ) -> tuple[Stage, ...]:  # fmt: skip
+    """Each stage reduced to the one option ``policy`` pins it to ("adaptive": unchanged).
+
+    Only combinations whose batch-1 latencies sum to within ``sla_ms`` are considered (any
+    other cannot meet the SLA at any load); when none does, all are, and the program's
+    fallback handles the infeasible SLA as it does for the adaptive policy."""
+    if policy not in VARIANT_POLICIES:
+        raise ConfigError(f"ipa: variant_policy must be one of {', '.join(VARIANT_POLICIES)}, got {policy!r}")
+    if policy == "adaptive":
+        return tuple(stages)
+    w = weights or Weights()
+    accs = [stage_accuracies(st, w) for st in stages]
+    combos = list(itertools.product(*(range(len(st.options)) for st in stages)))
+    if len(combos) > MAX_COMBINATIONS:
+        raise ConfigError(f"ipa: {len(combos)} variant combinations exceed {MAX_COMBINATIONS}; prune the candidates")
+
+    def latency(c: tuple[int, ...]) -> float:
+        return sum(st.options[k].latency_ms[1] for st, k in zip(stages, c, strict=True))
+
+    def cpu(c: tuple[int, ...]) -> float:
+        return sum(st.options[k].base_cpu for st, k in zip(stages, c, strict=True))
+
+    def accuracy(c: tuple[int, ...]) -> float:
+        return combination_accuracy([a[k] for a, k in zip(accs, c, strict=True)], w)
+
+    fits = [c for c in combos if latency(c) <= sla_ms + 1e-9] or combos
+    if policy == "most_accurate":  # ties: the cheaper, then the faster
+        best = min(fits, key=lambda c: (-accuracy(c), cpu(c), latency(c), c))
+    else:
+        best = min(fits, key=lambda c: (cpu(c), latency(c), -accuracy(c), c))
+    return tuple(Stage(st.name, (st.options[k],)) for st, k in zip(stages, best, strict=True))
 
 
 # --- the solver ------------------------------------------------------------------------

@@ -4,8 +4,11 @@ invocations per instance.
 
 What follows SageMaker / Application Auto Scaling (AWS documentation)
   - One variant per application, chosen once, offline (named, or the cheapest meeting the
-    application's SLO and accuracy at its mean rate, ``sizing``), as a user picks an instance
-    type and a model for an endpoint. Applications that pick the same variant share it.
+    application's SLO and accuracy at its declared mean rate, ``sizing``, on the hardware
+    family ``hardware``), as a user picks an instance type and a model for an endpoint. Each
+    application has an endpoint of its own on instances of its own (``deployment:
+    dedicated``); ``shared``: applications that pick the same variant share one endpoint, and
+    VMs hold instances of several endpoints.
   - The metric is ``SageMakerVariantInvocationsPerInstance``: requests per minute per
     in-service instance, one datapoint per ``metric_period_s`` (60 s, CloudWatch's 1-minute
     metric). Requests count as sent, including those turned away.
@@ -38,8 +41,10 @@ Deviations, each with its reason
   - Each instance batches up to the batch whose profiled latency fits half the SLO (SageMaker
     leaves batching to the serving container; this gives it the same batching as the other
     baselines).
-  - The load balancer sends each request to the instance with the shortest estimated wait
-    (SageMaker's is not documented in that detail; least-outstanding-requests is its option).
+  - The load balancer sends each request to an instance of the application's endpoint by
+    ``dispatch``: ``least_backlog`` (the shortest estimated wait) by default; SageMaker's is
+    not documented in that detail (least-outstanding-requests is its option, close to
+    ``shortest_queue``).
   - Datapoints are taken on the policy's 1 s tick; the tick is 1 s (not the 60 s period) so
     that GPU replicas are placed one second after their worker is asked for.
 """
@@ -73,9 +78,13 @@ class SageMakerPlusPolicy(BaselinePolicy):
         scale_in_ratio: float = 0.9,
         scale_in_cooldown_s: float = 300.0,
         idle_worker_s: float = 0.0,
+        dispatch: str = "least_backlog",
+        deployment: str = "dedicated",
+        hardware: str = "any",
     ) -> None:
         self.check_number("safety_factor", safety_factor, 0, 1, low_open=True)
-        super().__init__(variants, sizing, safety_factor)  # instances are sized at the safety factor
+        # instances are sized at the safety factor
+        super().__init__(variants, sizing, safety_factor, dispatch, deployment, hardware)
         if target_invocations is not None:
             self.check_number("target_invocations", target_invocations, 0, low_open=True)
         if initial_instances is not None:
@@ -99,7 +108,7 @@ class SageMakerPlusPolicy(BaselinePolicy):
         self.scale_in_ratio = float(scale_in_ratio)
         self.scale_in_cooldown_s = float(scale_in_cooldown_s)
         self.idle_worker_s = float(idle_worker_s)
-        self.target: dict[int, float] = {}  # variant index -> invocations per instance per minute
+        self.target: dict[int, float] = {}  # deployment key -> invocations per instance per minute
         self.desired: dict[int, int] = {}
         self.datapoints: dict[int, list[float]] = {}
         self.last_scale_in: dict[int, float] = {}
@@ -112,21 +121,21 @@ class SageMakerPlusPolicy(BaselinePolicy):
         max_rps = replica_throughput(dep.variant, dep.slo_ms) / dep.batch
         return max_rps * self.safety_factor * 60.0
 
-    def capacity_for(self, vi: int, per_minute: float) -> int:
-        """Target tracking's capacity for a request rate (per minute)."""
-        n = math.ceil(per_minute / self.target[vi] - 1e-9)
+    def capacity_for(self, key: int, per_minute: float) -> int:
+        """Target tracking's capacity for a request rate (per minute) of deployment ``key``."""
+        n = math.ceil(per_minute / self.target[key] - 1e-9)
         return max(self.min_instances, min(self.max_instances, n))
 
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         self.plan(view, apps, hints)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
-            self.target[vi] = self.target_for(dep)
-            n = self.initial_instances if self.initial_instances is not None else self.capacity_for(vi, dep.qps * 60)
+        for key, dep in self.deployments.items():
+            self.target[key] = self.target_for(dep)
+            n = self.initial_instances if self.initial_instances is not None else self.capacity_for(key, dep.qps * 60)
             n = max(self.min_instances, min(self.max_instances, n))
-            self.desired[vi] = n
-            self.datapoints[vi] = []
-            self.last_scale_in[vi] = -math.inf
+            self.desired[key] = n
+            self.datapoints[key] = []
+            self.last_scale_in[key] = -math.inf
             actions += self.provision(view, dep, n, max_batch=dep.serving_batch)
         return actions
 
@@ -138,29 +147,29 @@ class SageMakerPlusPolicy(BaselinePolicy):
                 self._evaluate(view, dep)
         room = Room(view)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
-            actions += reconcile(view, room, dep, self.desired[vi], max_batch=dep.serving_batch)
+        for key, dep in self.deployments.items():
+            actions += reconcile(view, room, dep, self.desired[key], max_batch=dep.serving_batch)
         return release_idle_workers(view, room, self.empty_since, self.idle_worker_s) + actions
 
     def _evaluate(self, view: ClusterView, dep: Deployment) -> None:
-        vi = dep.vi
-        in_service = sum(1 for i in view.instances_of(vi) if i.state is InstanceState.READY)
+        key = dep.key
+        in_service = sum(1 for i in dep.instances(view) if i.state is InstanceState.READY)
         per_minute = dep.arrival_rate(view, self.metric_period_s) * 60.0
-        points = self.datapoints[vi]
+        points = self.datapoints[key]
         if in_service == 0:
             return  # no datapoint: CloudWatch has nothing to divide by
         points.append(per_minute / in_service)
         del points[: -max(self.scale_out_periods, self.scale_in_periods)]
-        target = self.target[vi]
-        want = self.capacity_for(vi, per_minute)
+        target = self.target[key]
+        want = self.capacity_for(key, per_minute)
         high = points[-self.scale_out_periods :]
         if len(high) == self.scale_out_periods and all(p > target for p in high):
-            if want > self.desired[vi]:
-                self.desired[vi] = want
+            if want > self.desired[key]:
+                self.desired[key] = want
             return
         low = points[-self.scale_in_periods :]
         if len(low) == self.scale_in_periods and all(p < self.scale_in_ratio * target for p in low):
-            cooled = view.now - self.last_scale_in[vi] >= self.scale_in_cooldown_s
-            if cooled and want < self.desired[vi]:
-                self.desired[vi] = want
-                self.last_scale_in[vi] = view.now
+            cooled = view.now - self.last_scale_in[key] >= self.scale_in_cooldown_s
+            if cooled and want < self.desired[key]:
+                self.desired[key] = want
+                self.last_scale_in[key] = view.now

@@ -28,6 +28,27 @@ What follows Themis
     rate, which every stage sees; a loop is horizontal only when every stage is below
     capacity.
 
+Single-branch modes (``mode``), Themis's own baselines
+  Themis compares itself with a horizontal-only and a vertical-only autoscaler ("over 10x
+  fewer SLO violations"); the reference names them without their rules, so here each runs
+  one of Themis's DPs alone. ``mode: two_stage`` (the default) is Themis; the other two keep
+  its latency model, lambda, loop and dispatcher, so that only the branch logic differs:
+
+  - ``horizontal``: every loop runs the horizontal DP, at the cores each stage's replicas got
+    at setup (``horizontal_cores``, or the DP's fallback cores when those cannot meet the
+    SLO), so the DP only chooses batch and replicas and a replica is never resized in place.
+    Scale-out at once, scale-in after ``scale_in_agreement_s`` as in the two-stage policy.
+  - ``vertical``: the replicas stay at the count the setup's horizontal plan gave them; every
+    loop runs the vertical DP on those replicas from 1 core up (cores shrink when the DP
+    says so, after the same ``scale_in_agreement_s``: the largest cores any plan of the
+    window asked for). When not even ``max_cores`` carries lambda + sqrt(lambda), every
+    stage stays at ``max_cores`` with the batches that serve the most (the DP at its
+    largest feasible lambda'), and no replica is added: the extra replicas of Themis's
+    vertical branch are its horizontal half.
+
+  The surge classifier only picks the branch, so the single-branch modes neither train nor
+  consult it.
+
 Deviations, each with its reason
   - Surge detection: Themis classifies "increasing" with a small LSTM over the last 60 s
     (threshold 0.2). Here the same inputs (the last 60 s of per-second counts) go to the
@@ -105,6 +126,7 @@ PROFILE_BATCHES = (1, 2, 4, 6)
 #: Cost weight of a core against a GB of memory in Themis's cost function.
 CORE_COST = 18.0
 WAIT_MODELS = ("gamma", "exponential")
+MODES = ("two_stage", "horizontal", "vertical")
 WAIT_QUANTILE = 0.99
 
 
@@ -346,7 +368,10 @@ class ThemisPolicy(Policy):
         train: str = "auto",
         node_idle_s: float = 600.0,
         tick_s: float = 0.5,
+        mode: str = "two_stage",
     ) -> None:
+        if mode not in MODES:
+            raise self.error(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not isinstance(max_cores, int) or isinstance(max_cores, bool) or max_cores < 1:
             raise self.error(f"max_cores must be an integer >= 1, got {max_cores!r}")
         hc = list(horizontal_cores) if isinstance(horizontal_cores, Sequence) else None
@@ -376,10 +401,11 @@ class ThemisPolicy(Policy):
         self.surge_threshold = float(surge_threshold)
         self.node_idle_s = float(node_idle_s)
         self.tick_s = float(tick_s)
+        self.mode = mode
         # The detector sees the last 60 s: twelve 5 s windows (Themis's LSTM input span).
         self.detector = (
             LearnedForecaster(horizon_s=surge_horizon_s, window_s=5, lags=12, train=train)
-            if surge_detector == "learned"
+            if surge_detector == "learned" and mode == "two_stage"
             else None
         )
         self.app: Application | None = None
@@ -388,6 +414,11 @@ class ThemisPolicy(Policy):
         self.horizontal_since: float | None = None
         self.recent_plans: list[tuple[float, list[int]]] = []  # (time, replicas per stage) of horizontal decisions
         self.empty_since: dict[int, float] = {}
+        # Single-branch modes: per stage, the cores (horizontal) or replicas (vertical) fixed
+        # at setup, and the vertical plans' cores of the scale-in window.
+        self.fixed_cores: list[int] = []
+        self.fixed_replicas: list[int] = []
+        self.recent_cores: list[tuple[float, list[int]]] = []
         #: (time, branch, lambda, surge) of every loop, for tests and figures
         self.log: list[tuple[float, str, float, bool]] = []
 
@@ -414,6 +445,8 @@ class ThemisPolicy(Policy):
         chosen, plan = self._choose_variants(view, app, max(mean, 1.0))
         self.stages = [StageState(vi, view.catalog.variants[vi], self._stage(view.catalog.variants[vi]), cfg.batch)
                        for vi, cfg in zip(chosen, plan, strict=True)]  # fmt: skip
+        self.fixed_cores = [cfg.cores for cfg in plan]
+        self.fixed_replicas = [cfg.replicas for cfg in plan]
         actions: list[Action] = []
         for st, cfg in zip(self.stages, plan, strict=True):
             actions += [Load(st.variant.variant_id, cores=cfg.cores, max_batch=cfg.batch)] * cfg.replicas
@@ -487,6 +520,12 @@ class ThemisPolicy(Policy):
         return horizontal_plan([st.stage for st in self.stages], lam, self.slo_ms, self.horizontal_cores,
                                self.max_cores, self.k, self.wait_model)  # fmt: skip
 
+    def _fixed_cores_plan(self, lam: float) -> list[StageConfig] | None:
+        """The horizontal DP with each stage's cores fixed at its setup cores (``horizontal``)."""
+        options = [horizontal_options(st.stage, lam, (c,), self.k, self.wait_model)
+                   for st, c in zip(self.stages, self.fixed_cores, strict=True)]  # fmt: skip
+        return knapsack(options, math.floor(self.slo_ms + 1e-9))
+
     def autoscale(self, view: ClusterView) -> list[Action]:
         assert self.app is not None
         now = view.now
@@ -511,7 +550,15 @@ class ThemisPolicy(Policy):
         room = Room(view)
         lam = max(lam, 1e-6)
         actions: list[Action] = []
-        if not surge and below and (plan := self._plan(lam)) is not None:
+        if self.mode == "horizontal":
+            branch = "horizontal"
+            fixed = self._fixed_cores_plan(lam)
+            # No plan at these cores (a latency model no batch fits): keep what runs.
+            actions = self._horizontal(view, room, insts, fixed) if fixed is not None else []
+        elif self.mode == "vertical":
+            branch = "vertical"
+            actions = self._vertical_only(view, room, insts, lam)
+        elif not surge and below and (plan := self._plan(lam)) is not None:
             branch = "horizontal"
             actions = self._horizontal(view, room, insts, plan)
         else:
@@ -609,4 +656,50 @@ class ThemisPolicy(Policy):
                 e = shape[k]
                 n_extra = max(1, math.ceil(rest / model.throughput(e.cores, e.batch) - 1e-9))
                 actions += self._load(room, st, n_extra, e.cores, e.batch)
+        return actions
+
+    def _vertical_only(self, view: ClusterView, room: Room, insts: list[list[InstanceView]],
+                       lam: float) -> list[Action]:  # fmt: skip
+        """``vertical``: the vertical DP on the setup's replica count, cores up and down."""
+        now = view.now
+        stages = [st.stage for st in self.stages]
+        n = self.fixed_replicas
+        top = [self.max_cores] * len(stages)
+        plan, served = vertical_plan(stages, n, lam, self.slo_ms, self.max_cores, None, self.wait_model)
+        if plan is None or served < lam + math.sqrt(lam) - 1e-9:
+            # Even max cores fall short: stay there, with the batches that serve the most.
+            plan, _ = vertical_plan(stages, n, lam, self.slo_ms, self.max_cores, top, self.wait_model)
+        cores = [cfg.cores for cfg in plan] if plan is not None else top
+        # Shrink no further than every plan of the agreement window allows.
+        self.recent_cores.append((now, cores))
+        while self.recent_cores and self.recent_cores[0][0] < now - self.scale_in_agreement_s - 1e-9:
+            self.recent_cores.pop(0)
+        floor = [max(c[k] for _, c in self.recent_cores) for k in range(len(stages))]
+        if floor != cores:  # the batches that go with the held cores
+            plan, _ = vertical_plan(stages, n, lam, self.slo_ms, self.max_cores, floor, self.wait_model)
+        actions: list[Action] = []
+        for k, (st, lst) in enumerate(zip(self.stages, insts, strict=True)):
+            target = float(floor[k])
+            short = False
+            for inst in (i for i in lst if i.state is InstanceState.READY):
+                cur = st.cores_of(inst)
+                step = target - cur
+                if step > 1e-9:  # grow as far as the worker's free cores allow
+                    step = float(math.floor(min(step, max(0.0, room.free_cores(inst.worker_id))) + 1e-9))
+                    short = short or cur + step < target - 1e-9
+                if abs(step) > 1e-9:
+                    actions.append(Resize(inst.iid, cur + step))
+                    room.take_cores(inst.worker_id, step)
+                    st.requested[inst.iid] = cur + step
+            ready = [i for i in lst if i.state is InstanceState.READY]
+            if plan is None or short:
+                # The worker lacks the cores (or no batch fits): the batch must fit the stage's
+                # share of the SLO on its smallest replica.
+                if ready:
+                    cmin = min(st.cores_of(i) for i in ready)
+                    actions += self._set_batch(st, lst, self.best_batch(st, cmin, lam, self.slo_ms / len(stages)))
+            else:
+                actions += self._set_batch(st, lst, plan[k].batch)
+            # A replica lost (a crash) is replaced: the count stays the setup's.
+            actions += self._load(room, st, n[k] - len(lst), int(floor[k]), st.batch)
         return actions

@@ -37,9 +37,11 @@ Deviations, each with its reason
   - Only CPU replicas are resized: accelerated variants have no cores to resize (VPA manages
     CPU and memory requests, not devices), so on GPU/Inferentia variants ``vpa`` is static.
   - The variant and the replica count are chosen offline as the other baselines do (the
-    cheapest meeting the SLO and accuracy at the mean rate, ``replicas`` for that rate at
-    ``target_util``, or a fixed number); each replica batches up to the batch whose profiled
-    latency fits half the SLO.
+    cheapest meeting the SLO and accuracy at the declared mean rate on the hardware family
+    ``hardware``, ``replicas`` for that rate at ``target_util``, or a fixed number); each
+    replica batches up to the batch whose profiled latency fits half the SLO.
+    ``deployment: shared`` by default, as for ``hpa`` (Kubernetes nodes hold pods of every
+    Deployment); queries go to a replica by ``dispatch``.
 """
 
 from __future__ import annotations
@@ -113,8 +115,11 @@ class VpaPolicy(BaselinePolicy):
         min_change: float = 0.1,
         update_mode: str = "in_place",
         node_idle_s: float = 600.0,
+        dispatch: str = "least_backlog",
+        deployment: str = "shared",
+        hardware: str = "any",
     ) -> None:
-        super().__init__(variants, sizing, target_util)
+        super().__init__(variants, sizing, target_util, dispatch, deployment, hardware)
         if replicas is not None:
             self.check_number("replicas", replicas, 1, integer=True)
         self.check_number("percentile", percentile, 0, 1, low_open=True)
@@ -140,7 +145,7 @@ class VpaPolicy(BaselinePolicy):
         self.node_idle_s = float(node_idle_s)
         self.desired: dict[int, int] = {}
         self.histograms: dict[int, UsageHistogram] = {}
-        self.recommendation: dict[int, float] = {}  # variant index -> target cores
+        self.recommendation: dict[int, float] = {}  # deployment key -> target cores
         self.requested: dict[int, tuple[float, float]] = {}  # instance id -> (cores asked for, when)
         self.counters = Counters()
         self.next_run = self.recommender_interval_s
@@ -149,30 +154,30 @@ class VpaPolicy(BaselinePolicy):
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:
         self.plan(view, apps, hints)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
+        for key, dep in self.deployments.items():
             n = self.replicas if self.replicas is not None else dep.replicas
-            self.desired[vi] = n
-            self.histograms[vi] = UsageHistogram(self.half_life_s)
+            self.desired[key] = n
+            self.histograms[key] = UsageHistogram(self.half_life_s)
             actions += self.provision(view, dep, n, max_batch=dep.serving_batch)
         return actions
 
     def cores_for(self, dep: Deployment) -> float | None:
         """The request of a new replica: the recommendation, once there is one."""
-        return self.recommendation.get(dep.vi) if dep.variant.hardware is HardwareKind.CPU else None
+        return self.recommendation.get(dep.key) if dep.variant.hardware is HardwareKind.CPU else None
 
     def autoscale(self, view: ClusterView) -> list[Action]:
         now = view.now
         room = Room(view)
         actions: list[Action] = []
-        for vi, dep in self.deployments.items():
-            for inst in view.instances_of(vi):
+        for key, dep in self.deployments.items():
+            for inst in dep.instances(view):
                 self.counters.watch(inst, now)
-            actions += reconcile(view, room, dep, self.desired[vi], self.cores_for(dep), dep.serving_batch)
+            actions += reconcile(view, room, dep, self.desired[key], self.cores_for(dep), dep.serving_batch)
         if now + 1e-9 >= self.next_run:
             self.next_run += self.recommender_interval_s
             live: list[int] = []
             for dep in self.deployments.values():
-                live += [i.iid for i in view.instances_of(dep.vi)]
+                live += [i.iid for i in dep.instances(view)]
                 if dep.variant.hardware is HardwareKind.CPU:
                     self._recommend(view, dep)
                     actions += self._update(view, room, dep)
@@ -186,15 +191,15 @@ class VpaPolicy(BaselinePolicy):
 
     def _recommend(self, view: ClusterView, dep: Deployment) -> None:
         now = view.now
-        hist = self.histograms[dep.vi]
-        for inst in view.instances_of(dep.vi):
+        hist = self.histograms[dep.key]
+        for inst in dep.instances(view):
             d = self.counters.delta(inst, now)
             if d is not None and inst.state is InstanceState.READY and inst.ready_at <= d.since:
                 hist.add(now, d.utilisation * inst.cores, inst.cores)
         p = hist.percentile(self.percentile, now)
         if p is not None:
             hi = self._max_cores(view)
-            self.recommendation[dep.vi] = vpa_target(p, self.safety_margin, min(self.min_cores, hi), hi)
+            self.recommendation[dep.key] = vpa_target(p, self.safety_margin, min(self.min_cores, hi), hi)
 
     def _request(self, view: ClusterView, inst: InstanceView) -> float:
         """The replica's request: the cores of a resize asked for, until it applies. The view
@@ -207,10 +212,10 @@ class VpaPolicy(BaselinePolicy):
         return asked[0]
 
     def _update(self, view: ClusterView, room: Room, dep: Deployment) -> list[Action]:
-        target = self.recommendation.get(dep.vi)
+        target = self.recommendation.get(dep.key)
         if target is None:
             return []
-        insts = list(view.instances_of(dep.vi))
+        insts = list(dep.instances(view))
         n = len(insts)
         evictable = int(n * EVICTION_TOLERANCE) if n >= MIN_REPLICAS_TO_EVICT else 0
         actions: list[Action] = []
@@ -227,9 +232,10 @@ class VpaPolicy(BaselinePolicy):
                 self.requested[inst.iid] = (target, view.now)
             elif evictable > 0:
                 evictable -= 1
-                room.growing.add(HardwareKind.CPU)
+                room.grow(HardwareKind.CPU, dep.pool)
                 actions += [
                     Unload(inst.iid),
-                    Load(dep.variant_id, cores=target, max_batch=dep.serving_batch, allow_new_worker=True),
-                ]
+                    Load(dep.variant_id, cores=target, max_batch=dep.serving_batch, allow_new_worker=True,
+                         pool=dep.pool),
+                ]  # fmt: skip
         return actions

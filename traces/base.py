@@ -34,6 +34,13 @@ class Trace(ABC):
     def arrivals(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         """Sorted arrival times (seconds, float64) in ``[0, duration_s)``."""
 
+    def expected_rate(self, duration_s: float) -> tuple[float, float] | None:
+        """(mean, peak) arrivals per second that an operator would declare for a run of
+        ``duration_s`` before it starts: from the trace's parameters or its history, never
+        from the arrivals it will draw. None: the trace cannot say (declare
+        ``expected_qps`` per application in the workload)."""
+        return None
+
     def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         """Arrivals in each second of the run; this default counts :meth:`arrivals`."""
         duration = check_duration(duration_s)

@@ -52,6 +52,15 @@ class BurstTrace(Trace):
         duration = check_duration(duration_s)
         return poisson_piecewise(*self._pieces(duration), duration, rng)
 
+    def expected_rate(self, duration_s: float) -> tuple[float, float]:
+        """The schedule is declared: its mean over the run, the burst level if one starts in it."""
+        duration = check_duration(duration_s)
+        if duration == 0:
+            return self.base_qps, self.base_qps
+        per_s = expected_per_second(*self._pieces(duration), duration)
+        peak = max(self.base_qps, self.burst_qps) if self.start_s < duration else self.base_qps
+        return float(per_s.sum() / duration), peak
+
     def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         duration = check_duration(duration_s)
         return expected_per_second(*self._pieces(duration), duration)

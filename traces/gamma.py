@@ -45,6 +45,9 @@ class GammaTrace(Trace):
         out = np.concatenate(parts)
         return out[: int(np.searchsorted(out, duration, side="left"))]
 
+    def expected_rate(self, duration_s: float) -> tuple[float, float]:
+        return self.qps, self.qps
+
     def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         duration = check_duration(duration_s)
         return expected_per_second(np.array([0.0, duration]), np.array([self.qps]), duration)

@@ -22,6 +22,9 @@ class PoissonTrace(Trace):
         duration = check_duration(duration_s)
         return poisson_piecewise(np.array([0.0, duration]), np.array([self.qps]), duration, rng)
 
+    def expected_rate(self, duration_s: float) -> tuple[float, float]:
+        return self.qps, self.qps
+
     def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         duration = check_duration(duration_s)
         return expected_per_second(np.array([0.0, duration]), np.array([self.qps]), duration)

@@ -64,6 +64,8 @@ from traces.registry import register_trace
 FORMATS = ("auto", "counts", "timestamps")
 ROUNDINGS = ("stochastic", "floor", "round")
 TRACE_DIR_ENV = "INFAAS_TRACE_DIR"
+# The history an operator sizes a fixed deployment from: the hour before the slice.
+HISTORY_S = 3600.0
 
 _WHITESPACE = b" \t\n\r\v\f"
 _DIGITS = b"0123456789"
@@ -382,6 +384,23 @@ class ReplayTrace(Trace):
             offset += length
         times = np.concatenate(parts) / self.compression
         return times[: int(np.searchsorted(times, duration, side="left"))]
+
+    def expected_rate(self, duration_s: float) -> tuple[float, float] | None:
+        """The history an operator has: the mean and peak per-second rate of the hour of the
+        trace before the slice (scaled and compressed as the slice is), or of as much of it as
+        the file holds; None when the slice starts at the file's beginning."""
+        start = self._slices[0][0]
+        lo = max(0.0, start - HISTORY_S)
+        if start - lo < 1.0:
+            return None
+        if self.kind == "counts":
+            rates = np.maximum(self._data.values[int(lo) : int(start)] * self.scale, self.min_rate)
+        else:
+            values = self._data.values
+            a, b = np.searchsorted(values, [lo, start], side="left")
+            rates = np.bincount((values[a:b] - lo).astype(np.int64), minlength=int(start - lo)) * self.scale
+        rates = rates * self.compression  # per simulated second
+        return float(rates.mean()), float(rates.max())
 
     def arrivals(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         duration = check_duration(duration_s)

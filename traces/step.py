@@ -42,6 +42,13 @@ class StepTrace(Trace):
         duration = check_duration(duration_s)
         return poisson_piecewise(*self._pieces(duration), duration, rng)
 
+    def expected_rate(self, duration_s: float) -> tuple[float, float]:
+        """The schedule is declared: its time-weighted mean over the run, its highest level."""
+        duration = check_duration(duration_s)
+        per_s = expected_per_second(*self._pieces(duration), duration)
+        reached = [q for q, a in zip(self.qps, self.at, strict=True) if a < duration] or [self.qps[0]]
+        return (float(per_s.sum() / duration) if duration > 0 else self.qps[0]), max(reached)
+
     def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         duration = check_duration(duration_s)
         return expected_per_second(*self._pieces(duration), duration)

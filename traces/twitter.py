@@ -78,6 +78,9 @@ FIT_DIURNAL: tuple[float, ...] = (-0.0162, -0.0815, 0.1861, -0.0718, -0.1196, -0
 FIT_NOISE: tuple[tuple[float, float], ...] = ((0.0538, 2.15), (0.0992, 1467.8), (0.1024, 2154.43))
 FIT_BURST_GAP_MEAN_S = 6920.8
 FIT_BURST_GAP_CV = 0.423
+# Median peak-to-mean ratio of the natural shape over 200 seeded 10-minute runs (module
+# docstring): the peak an operator expects when the trace does not fix one.
+NATURAL_PEAK_TO_MEAN = 2.9
 FIT_BURST_AMP_MEDIAN = 2.881
 FIT_BURST_AMP_SIGMA = 0.109
 FIT_BURST_LEN_MEDIAN_S = 265.1
@@ -191,6 +194,15 @@ class TwitterTrace(Trace):
             level[lo:hi] += amp * np.clip(pulse, 0.0, 1.0)
         var = sum(std * std for std, _ in FIT_NOISE)
         return level * np.exp(ou_noise(n, step, rng) - var / 2)
+
+    def expected_rate(self, duration_s: float) -> tuple[float, float]:
+        """What the operator declares: ``mean_qps`` and the peak it asked for (``peak_qps``, or
+        ``peak_to_mean`` x the mean; with neither, the natural shape's median ratio over
+        10-minute runs, :data:`NATURAL_PEAK_TO_MEAN`), never this run's drawn curve."""
+        if self.peak_qps is not None:
+            return self.mean_qps, self.peak_qps
+        ratio = self.peak_to_mean if self.peak_to_mean is not None else NATURAL_PEAK_TO_MEAN
+        return self.mean_qps, self.mean_qps * ratio
 
     def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         """The expected arrivals in each second of the run (random, drawn from ``rng``)."""

@@ -20,7 +20,15 @@ from hydra import compose, initialize_config_dir
 
 from infaas_sim.experiment import run_experiment
 from infaas_sim.policy import make_policy
-from infaas_sim.report import FIGURES, TABLE_COLUMNS, load_jobs, relative_to, to_markdown, write_report
+from infaas_sim.report import (
+    CI_COLUMNS,
+    FIGURES,
+    TABLE_COLUMNS,
+    load_jobs,
+    relative_to,
+    to_markdown,
+    write_report,
+)
 from policies.infaas import InfaasPolicy
 from policies.infaas_ilp import InfaasIlpPolicy
 from traces.paper_slices import PAPER_SLICES, real_trace_path
@@ -58,10 +66,18 @@ def test_the_reproduction_sweeps_every_arm_over_every_scenario() -> None:
         assert (CONF / "arm" / f"{arm}.yaml").is_file(), arm
     for scenario in SCENARIOS:
         assert (CONF / "scenario" / f"{scenario}.yaml").is_file(), scenario
-    assert {"infaas", "infaas_ilp", "clipper_plus", "sagemaker_plus", "static_peak", "static_mean", "hpa",
-            "vpa"} <= set(ARMS)  # fmt: skip
-    assert {"low", "medium", "high"} <= set(SCENARIOS) and any(s.startswith("real_") for s in SCENARIOS)
+    # INFaaS against its own baselines (Clipper+, SageMaker+, static) on each hardware family; the
+    # Kubernetes floors were not INFaaS's baselines.
+    families = ("cpu", "gpu", "inferentia")
+    baselines = {f"{b}_{hw}" for b in ("clipper_plus", "sagemaker_plus", "static") for hw in families}
+    assert {"infaas", "infaas_ilp"} | baselines <= set(ARMS)
+    assert not {"hpa", "vpa"} & set(ARMS)
+    assert {"low", "medium", "high", "low_steady", "medium_steady", "high_steady"} <= set(SCENARIOS)
+    assert any(s.startswith("real_") for s in SCENARIOS)
     assert sorted(sweep_params("quick")["+arm"]) == ARMS
+    # Every cell runs at least 5 seeds; the quick sweep two, so that intervals are computed.
+    assert len(sweep_params("reproduce")["run.seed"]) >= 5
+    assert len(sweep_params("quick")["run.seed"]) == 2
 
 
 @pytest.mark.parametrize(("level", "qps"), [("low", 20), ("medium", 200), ("high", 1000)])
@@ -94,6 +110,11 @@ def test_arms_pick_their_policy_and_cluster() -> None:
     assert composed("+arm=static_peak")["policy"]["params"]["replicas"] == "peak"  # type: ignore[index]
     assert composed("+arm=static_mean")["policy"]["params"]["replicas"] == "mean"  # type: ignore[index]
     assert composed("+arm=infaas_price")["policy"]["params"]["price_aware"] is True  # type: ignore[index]
+    for base, policy in (("clipper_plus", "clipper+"), ("sagemaker_plus", "sagemaker+"), ("static", "static")):
+        for hw in ("cpu", "gpu", "inferentia"):
+            params = composed(f"+arm={base}_{hw}")["policy"]  # type: ignore[index]
+            assert params["name"] == policy  # type: ignore[index]
+            assert params["params"]["hardware"] == hw and params["params"]["deployment"] == "dedicated"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("conf", "cls", "name"), [("infaas", InfaasPolicy, "infaas"),
@@ -146,10 +167,14 @@ def quick_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_quick_sweep_runs_every_arm_and_accounts_for_every_query(quick_sweep: Path) -> None:
     jobs = load_jobs(quick_sweep)
-    assert sorted(j.arm for j in jobs) == ARMS
-    assert all(j.ok and j.scenario == "low" for j in jobs), [j.error for j in jobs if not j.ok]
-    n = {j.summary["queries"] for j in jobs if j.summary}
-    assert len(n) == 1 and n.pop() > 500  # the same arrivals for every arm
+    assert sorted({j.arm for j in jobs}) == ARMS
+    assert sorted(j.seed for j in jobs) == sorted([0, 1] * len(ARMS))
+    assert all(j.scenario == "low" for j in jobs)
+    for seed in (0, 1):
+        # The same arrivals for every arm of a seed (seeds pair across arms), different ones across seeds.
+        n = {j.summary["queries"] for j in jobs if j.summary and j.seed == seed}
+        assert len(n) == 1 and n.pop() > 500
+        assert all(j.summary["expected_rates"] == "declared" for j in jobs if j.summary)
     for j in jobs:
         s = j.summary
         assert s is not None and s["served"] + s["rejected"] + s["failed"] == s["queries"]
@@ -159,17 +184,29 @@ def test_quick_sweep_runs_every_arm_and_accounts_for_every_query(quick_sweep: Pa
 
 def test_quick_sweep_writes_the_table_and_figures(quick_sweep: Path) -> None:
     table = pd.read_csv(quick_sweep / "table_low.csv", index_col="arm")
-    assert sorted(table.index) == ARMS
-    assert list(table.columns) == [k for k, _ in TABLE_COLUMNS]
-    summary = json.loads(next(quick_sweep.glob("*+arm=static_peak,*/summary.json")).read_text())
-    assert table.loc["static_peak", "total_cost"] == pytest.approx(summary["total_cost"])
-    assert table.loc["static_peak", "slo_violation_rate"] == pytest.approx(summary["slo_violation_rate"])
+    ran = sorted({j.arm for j in load_jobs(quick_sweep) if j.ok})
+    assert sorted(table.index) == ran and "infaas" in ran and "static_gpu" in ran
+    assert list(table.columns) == [k for k, _ in TABLE_COLUMNS] + [f"{k}_ci" for k in CI_COLUMNS]
+    summaries = [json.loads(p.read_text()) for p in quick_sweep.glob("*+arm=static_gpu,*/summary.json")]
+    assert len(summaries) == 2 and table.loc["static_gpu", "seeds"] == 2
+    costs = [s["total_cost"] for s in summaries]
+    assert table.loc["static_gpu", "total_cost"] == pytest.approx(sum(costs) / 2)
+    # The 95% t interval of two seeds: t(0.975, 1) = 12.706 times the standard error.
+    half = 12.706 * abs(costs[0] - costs[1]) / 2
+    assert table.loc["static_gpu", "total_cost_ci"] == pytest.approx(half, rel=1e-3)
     md = (quick_sweep / "table_low.md").read_text()
-    assert md.count("\n| static_peak |") == 2 and "throughput vs infaas" in md  # the table and the ratios
+    assert md.count("\n| static_gpu |") == 2 and "throughput vs infaas" in md  # the table and the ratios
+    assert " ± " in md
     for name in FIGURES:
         assert (quick_sweep / f"low_{name}.png").stat().st_size > 10_000, name
     report = (quick_sweep / "report.md").read_text()
     assert "## low" in report and "low_latency_cdf.png" in report
+    # The report opens with INFaaS's claims, each with a verdict.
+    claims = report.index("## INFaaS's claims")
+    assert claims < report.index("## low")
+    for text in ("1.3x higher throughput", "1.6x fewer SLO violations", "21.6x lower cost", "8.5x lower cost"):
+        row = next(line for line in report.splitlines() if text in line and line.startswith("| INFaaS"))
+        assert any(v in row for v in ("**holds**", "**holds in direction only**", "**does not hold**")), row
 
 
 def test_the_report_entry_point_redraws_into_another_folder(quick_sweep: Path, tmp_path: Path) -> None:
@@ -209,11 +246,11 @@ def test_jobs_that_did_not_run_are_reported_with_their_reason(tmp_path: Path) ->
     _job(tmp_path, "2", ["+scenario=real_themis", "+arm=infaas"], None, "error: trace file x not found")
     report = write_report(tmp_path, draw=False)
     assert list(report.tables) == ["low"]
-    assert report.skipped == ["real_themis/infaas: error: trace file x not found"]
+    assert report.skipped == ["real_themis/infaas (seed 0): error: trace file x not found"]
     text = (tmp_path / "report.md").read_text()
     assert "## real_themis\n\nskipped: error: trace file x not found" in text
     rel = relative_to(report.tables["low"])
     assert rel.loc["static_peak"].tolist() == pytest.approx([0.8, 0.7, 1.6, 1.5])
     md = to_markdown(report.tables["low"])
-    assert "| static_peak | static | 100 | 8.00 |" in md and "| 16.0% |" in md and "| 50% |" in md
+    assert "| static_peak | static | 1 | 100 | 8.00 |" in md and "| 16.0% |" in md and "| 50% |" in md
     assert "| - |" in md  # no GPU used: no GPU utilisation, not 0%

@@ -403,3 +403,63 @@ def test_a_resized_replica_runs_at_the_catalogs_profiled_latency_for_its_cores(h
     res = h.simulate(cat, h.workload([h.pinned_app("cpu-d10")], t), policy, 8.0)
     assert np.allclose(res.queries["execution_ms"], 7.0)
     assert any("load cpu-d10 as instance 0 on worker 0, 4 cores" in a for _, a in res.actions)
+
+
+# --- worker pools ---------------------------------------------------------------------------------------
+def test_a_pooled_load_goes_only_to_workers_of_its_pool(h: Any) -> None:
+    # Worker 0 has no pool, worker 1 is pool "a". A load of pool "a" goes to worker 1 and one
+    # of no pool to worker 0, though each has room for both; a load of pool "b" starts a
+    # worker of that pool; naming a worker of another pool is refused.
+    def watch(view: Any) -> dict[str, Any]:
+        vi = view.catalog.index_of["cpu-d10"]
+        return {
+            "workers": [(w.wid, w.pool, sorted(i.pool or "-" for i in w.instance_views())) for w in view.workers()],
+            "a": [i.worker_id for i in view.pool_instances(vi, "a")],
+            "none": [i.worker_id for i in view.pool_instances(vi, None)],
+            "all": len(view.instances_of(vi)),
+            "pool b workers": [w.wid for w in view.pool_workers("b", CPU)],
+        }
+
+    policy = h.Scripted(
+        setup=[
+            AddWorker("cpu"),
+            AddWorker("cpu", pool="a"),
+            Load("cpu-d10", pool="a"),
+            Load("cpu-d10"),
+            Load("cpu-d10", pool="b"),
+            Load("cpu-d10", worker_id=0, pool="a"),
+        ],
+        watch=watch,
+    )
+    res = h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-d10")], np.array([0.5])), policy, 2.0)
+    state = dict(policy.log)[1.0]
+    assert state["workers"] == [(0, None, ["-"]), (1, "a", ["a"]), (2, "b", ["b"])]
+    assert state["a"] == [1] and state["none"] == [0] and state["all"] == 3
+    assert state["pool b workers"] == [2]
+    assert any(a == "add worker 2 (cpu, pool b)" for _, a in res.actions)
+
+
+def test_a_full_pool_starts_a_worker_of_its_own_rather_than_use_room_elsewhere(h: Any) -> None:
+    # Four two-core replicas fill pool "a"'s 8-vCPU worker; the fifth starts a second worker
+    # of pool "a", not the empty worker of no pool.
+    policy = h.Scripted(
+        setup=[AddWorker("cpu"), *[Load("cpu-d10", pool="a")] * 5],
+        watch=lambda v: [(w.wid, w.pool, len(w.instance_views())) for w in v.workers()],
+    )
+    h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-d10")], np.array([0.5])), policy, 2.0)
+    assert dict(policy.log)[1.0] == [(0, None, 0), (1, "a", 4), (2, "a", 1)]
+
+
+def test_unloaded_and_crashed_replicas_leave_their_pools_routing(h: Any) -> None:
+    def watch(view: Any) -> list[int]:
+        return sorted(i.iid for i in view.pool_instances(view.catalog.index_of["cpu-d10"], "a"))
+
+    policy = h.Scripted(
+        setup=[Load("cpu-d10", pool="a"), Load("cpu-d10", pool="a"), Load("cpu-d10", pool="b")],
+        at={1.0: lambda v: [Unload(0)]},
+        watch=watch,
+    )
+    h.simulate(h.VARIANTS, h.workload([h.pinned_app("cpu-d10")], np.array([0.5])), policy, 4.0,
+               faults=[Fault(at_s=2.5, worker=0)])  # fmt: skip
+    log = dict(policy.log)
+    assert log[1.0] == [0, 1] and log[2.0] == [1] and log[3.0] == []

@@ -1,11 +1,12 @@
-"""The workload builder's pipeline keys: ``stages`` under an application."""
+"""The workload builder: pipeline keys (``stages`` under an application), and the expected rates
+an operator declares before the run (what baselines are sized from)."""
 
 from __future__ import annotations
 
 import pytest
 
 from infaas_sim.errors import ConfigError
-from infaas_sim.experiment import build_apps
+from infaas_sim.experiment import build_apps, build_workload, run_experiment
 from infaas_sim.query import Level, Requirement
 
 
@@ -48,3 +49,67 @@ def test_bad_pipeline_configs_are_one_line_errors(app: dict[str, object], fragme
     with pytest.raises(ConfigError) as exc:
         build_apps({"apps": [app]})
     assert fragment in str(exc.value) and "\n" not in str(exc.value)
+
+
+# --- expected rates: what an operator declares before the run -------------------------------
+def _two_apps(**extra: object) -> dict[str, object]:
+    a = {"name": "a", "level": "task", "target": "image-classification", "dataset": "imagenet", "slo_ms": 200,
+         "share": 3.0}  # fmt: skip
+    b = {**a, "name": "b", "share": 1.0, **extra}
+    return {"apps": [a, b]}
+
+
+def test_expected_rates_come_from_the_traces_declared_parameters_not_its_arrivals() -> None:
+    wl = _two_apps()
+    apps = build_apps(wl)
+    trace = {"name": "twitter", "mean_qps": 100, "peak_to_mean": 3}
+    w0 = build_workload(trace, apps, 120, seed=0, workload_cfg=wl)
+    w1 = build_workload(trace, apps, 120, seed=1, workload_cfg=wl)
+    assert w0.expected is not None
+    # Shares 3:1 of the declared 100 mean / 300 peak, identical whatever the seed draws.
+    assert w0.expected["a"].mean_qps == pytest.approx(75) and w0.expected["a"].peak_qps == pytest.approx(225)
+    assert w0.expected["b"].mean_qps == pytest.approx(25) and w0.expected["b"].peak_qps == pytest.approx(75)
+    assert w0.expected == w1.expected
+    assert w0.hints(120) == w0.expected
+    observed = w0.observed_hints(120)
+    assert observed["a"] != w0.expected["a"]  # the drawn run differs from what was declared
+
+
+def test_an_applications_own_expected_qps_overrides_its_share_and_keeps_the_traces_burstiness() -> None:
+    wl = _two_apps(expected_qps=40)
+    w = build_workload({"name": "poisson", "qps": 100}, build_apps(wl), 30, seed=0, workload_cfg=wl)
+    assert w.expected is not None
+    assert w.expected["b"].mean_qps == 40 and w.expected["b"].peak_qps == 40  # poisson: peak = mean
+    wl = _two_apps(expected_qps=40, expected_peak_qps=90)
+    w = build_workload({"name": "twitter", "mean_qps": 100, "peak_to_mean": 2}, build_apps(wl), 30, 0, wl)
+    assert w.expected is not None and w.expected["b"].peak_qps == 90
+    wl = _two_apps(expected_qps=40)
+    w = build_workload({"name": "twitter", "mean_qps": 100, "peak_to_mean": 2}, build_apps(wl), 30, 0, wl)
+    assert w.expected is not None and w.expected["b"].peak_qps == 80
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"expected_qps": "lots"}, "expected_qps must be a float"),
+        ({"expected_qps": -1}, "expected_qps must be >= 0"),
+        ({"expected_qps": 50, "expected_peak_qps": 10}, "below expected_qps"),
+    ],
+)
+def test_bad_expected_rates_are_one_line_errors(extra: dict[str, object], fragment: str) -> None:
+    wl = _two_apps(**extra)
+    with pytest.raises(ConfigError, match=fragment):
+        build_workload({"name": "poisson", "qps": 10}, build_apps(wl), 10, 0, wl)
+
+
+def test_a_run_says_whether_its_policy_was_told_declared_or_observed_rates() -> None:
+    cfg = {
+        "trace": {"name": "poisson", "qps": 20},
+        "workload": _two_apps(),
+        "catalog": {"path": "default"},
+        "cluster": {"workers": {"cpu": "m5.2xlarge", "gpu": "p3.2xlarge", "inferentia": "inf1.2xlarge"}},
+        "policy": {"name": "static", "params": {"replicas": "mean"}},
+        "executor": {"name": "sim"},
+        "run": {"duration_s": 10, "drain_s": 5},
+    }
+    assert run_experiment(cfg).summary["expected_rates"] == "declared"

@@ -8,10 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infaas_sim.hardware import HardwareKind
 from infaas_sim.meter import RateMeter
 from infaas_sim.metrics import QUERY_COLUMNS
 from infaas_sim.policy import Load, Reject, make_policy
 from infaas_sim.simulation import Fault, RunResult, Workload
+from infaas_sim.variant import Variant
+
+CPU = HardwareKind.CPU
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +68,10 @@ def test_summary_numbers_follow_from_the_records(mixed: RunResult) -> None:
     assert s["failed"] == (q["status"] == "failed").sum()
     met = served["latency_ms"] <= served["slo_ms"]
     assert (served["slo_met"] == met).all()
-    assert s["slo_met"] == met.sum() and s["slo_violations"] == (~met).sum() > 0
-    assert s["slo_violation_rate"] == pytest.approx((s["slo_violations"] + s["rejected"] + s["failed"]) / len(q))
+    assert s["slo_met"] == met.sum() and s["late"] == (~met).sum() > 0
+    # A violation is every query without an answer within its SLO: late, rejected or failed.
+    assert s["slo_violations"] == s["late"] + s["rejected"] + s["failed"] == (~q["slo_met"]).sum()
+    assert s["slo_violations"] / s["queries"] == s["slo_violation_rate"]
     assert s["throughput_qps"] == pytest.approx(len(served) / 60.0)
     assert s["goodput_qps"] == pytest.approx(met.sum() / 60.0)
     assert s["latency_mean_ms"] == pytest.approx(lat.mean())
@@ -152,3 +158,89 @@ def test_rate_meter_counts_finished_seconds() -> None:
     assert m.rate(7, 2.0, 10) == pytest.approx(2.5)  # only 2 finished seconds so far
     assert m.rate(7, 0.5, 10) == 0.0 and m.rate(8, 3.0, 2) == 0.0
     assert m.total(7) == 10
+
+
+def test_rate_meter_spreads_an_interval_over_the_seconds_it_covers() -> None:
+    m = RateMeter()
+    m.add_span(0, 0.5, 3.25, 8.0)  # 2.75 s at 8 units: 4 + 8 + 8 + 2 unit-seconds
+    assert m.counts(0) == pytest.approx([4.0, 8.0, 8.0, 2.0])
+    m.add_span(0, 3.25, 3.75, 8.0)  # within one second: all of it there
+    assert m.counts(0)[3] == pytest.approx(6.0)
+    assert m.total(0) == pytest.approx(8.0 * 3.25)
+    assert m.counts(1) == []
+
+
+def test_timeline_counts_each_miss_once_in_the_second_it_ended(mixed: RunResult) -> None:
+    q, tl, s = mixed.queries, mixed.timeline, mixed.summary
+    assert (tl["violations"] == tl["late"] + tl["rejections"] + tl["failures"]).all()
+    assert (tl["violations"] <= tl["completions"] + tl["rejections"] + tl["failures"]).all()
+    assert tl["violations"].sum() == (~q["slo_met"]).sum() == s["slo_violations"]
+    assert tl["late"].sum() == s["late"] and tl["rejections"].sum() == s["rejected"]
+    assert tl["failures"].sum() == s["failed"]
+    late = q[(q["status"] == "served") & ~q["slo_met"]]
+    per_sec = np.bincount(np.floor(late["completion"]).astype(int), minlength=len(tl))
+    assert (tl["late"].to_numpy() == per_sec).all()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(h: Any, pipeline_catalog: Any) -> RunResult:
+    # Detect (det-cpu, 6 ms) then classify (cpu-d10, 10 ms) within 20 ms: Poisson arrivals at
+    # 40/s queue enough for some to be late; and every 0.1 s a query arriving at k + 0.997 s,
+    # whose second stage, routed at k + 1.003 s, is rejected: it ends a second after it came.
+    # The last of them ends after the 20 s run, in the drain.
+    t, idx = h.merge((h.poisson_times(40, 20.0, seed=3), 0), (h.periodic_times(1.0, 20.0, start=0.997), 0))
+    marked = set(np.flatnonzero(np.isclose(t % 1.0, 0.997)).tolist())
+    cat_idx = {v.variant_id: i for i, v in enumerate(pipeline_catalog.variants)}
+
+    def route(query: Any, candidates: Any, view: Any) -> Any:
+        if query.stage == 1 and query.qid in marked:
+            return Reject("second stage refused")
+        vi = cat_idx["det-cpu"] if query.stage == 0 else cat_idx["cpu-d10"]
+        return h.jsq(view, vi) or Reject("not loaded")
+
+    policy = h.Scripted(setup=[Load("det-cpu"), Load("cpu-d10")], route=route)
+    res = h.simulate(pipeline_catalog, h.workload([h.pipeline_app(20.0)], t, idx), policy, 20.0)
+    res.summary["_marked"] = sorted(marked)
+    return res
+
+
+def test_a_pipeline_query_is_one_outcome_counted_in_the_second_it_ended(pipeline_run: RunResult) -> None:
+    q, tl, s = pipeline_run.queries, pipeline_run.timeline, pipeline_run.summary
+    rejected = q[q["status"] == "rejected"]
+    assert sorted(rejected["qid"]) == s["_marked"] and len(rejected) == 20
+    assert (np.floor(rejected["completion"]) == np.floor(rejected["arrival"]) + 1).all()
+    assert rejected["completion"].max() > 20.0  # in the drain: the timeline reaches it
+    assert tl["t"].tolist() == list(range(21))
+    ends = np.bincount(np.floor(rejected["completion"]).astype(int), minlength=21)
+    assert (tl["rejections"].to_numpy() == ends).all()
+    assert s["late"] > 0 and s["slo_violations"] == s["late"] + len(rejected)
+    assert tl["violations"].sum() == (~q["slo_met"]).sum() == s["slo_violations"]
+    assert tl["late"].sum() == s["late"] and tl["completions"].sum() == s["served"]
+    assert (tl["violations"] <= tl["completions"] + tl["rejections"] + tl["failures"]).all()
+
+
+def test_utilisation_stays_within_one_when_batches_outlast_a_second(h: Any) -> None:
+    # One 8-core replica of a 2.5 s model on an 8-vCPU worker, 12 queries queued at once: the
+    # worker is fully busy from 0.5 s to 30.5 s. Charged in the second each batch ended, a
+    # second would read 2.5 and its neighbours 0.
+    slow = Variant("cpu-slow", "m", "cls", "ds", "fw", CPU, "fp32", 8, 1, 0.7, 100, 100, 2500.0, 0.0)
+    wl = h.workload([h.pinned_app("cpu-slow")], np.full(12, 0.5))
+    res = h.simulate([slow], wl, make_policy("static", replicas=1), 40.0)
+    assert (res.queries["status"] == "served").all()
+    util = res.timeline.set_index("t")["util_cpu"]
+    assert ((util >= 0) & (util <= 1)).all()
+    assert util.loc[1:29].to_numpy() == pytest.approx(1.0)
+    assert util.loc[0] == pytest.approx(0.5) and util.loc[30] == pytest.approx(0.5)
+    assert (util.loc[31:] == 0).all()
+    assert res.summary["utilisation"]["cpu"] == pytest.approx(30 / 40)
+
+
+def test_allocated_cores_give_core_hours(h: Any) -> None:
+    # Three replicas of a 2-core variant (one 8-vCPU worker) for 30 s: 6 cores held throughout.
+    wl = h.workload([h.pinned_app("cpu-d10")], h.periodic_times(0.5, 29.0))
+    res = h.simulate(h.VARIANTS, wl, make_policy("static", replicas=3), 30.0)
+    tl, s = res.timeline, res.summary
+    assert len(tl) == 30 and (tl["allocated_cpu"] == 6).all()
+    assert (tl["allocated_gpu"] == 0).all() and (tl["allocated_inferentia"] == 0).all()
+    assert s["core_hours"] == pytest.approx(2 * 3 * 30 / 3600, rel=1 / 30)
+    assert s["allocated_unit_hours"] == {"cpu": s["core_hours"], "gpu": 0.0, "inferentia": 0.0}

@@ -2,24 +2,34 @@
 
 One fixed replica with a deterministic service time under Poisson arrivals is an M/D/1
 queue: its mean wait must match Pollaczek-Khinchine, and each query's wait must follow the
-Lindley recursion exactly. A batching replica forms the batches its batcher's limits
-predict. c replicas at saturation serve c times one replica's full-batch throughput, and
-under Poisson load wait about as long as an M/D/c queue (Cosmetatos' approximation).
+Lindley recursion exactly. c replicas routed by least backlog (the default dispatch) are one
+FCFS M/D/c queue: each query's wait must follow the Kiefer-Wolfowitz recursion of c servers
+exactly, and the mean wait must match the exact M/D/c value (Crommelin's formula) for c = 1,
+2, 4, 8 at utilisation 0.5, 0.8 and 0.9. A batching replica forms the batches its batcher's
+limits predict, and c saturated replicas serve c times one replica's full-batch throughput.
+
+The number of arrivals per M/D/c cell is sized so that the simulated mean's standard error
+(batch means) is about 1.7% of the exact value, a third of the 5% tolerance; each cell
+asserts its standard error is under 2%, so an undersized cell fails rather than passes by
+luck. High utilisation and many servers need the most arrivals (long busy periods; rare waits).
 """
 
 from __future__ import annotations
 
-import math
+import heapq
 from typing import Any
 
 import numpy as np
 import pytest
+from scipy.stats import poisson
 
 from infaas_sim.policy import make_policy
 from infaas_sim.simulation import RunResult
 
 D_S = 0.010  # cpu-d10's deterministic batch-1 latency
 NO_ADMISSION = 1e6  # max_queue_s so large that admission control never rejects
+TOLERANCE = 0.05  # simulated mean wait against the exact value, relative
+MAX_SE = 0.02  # the estimate's standard error must be under this (relative)
 
 
 def md1_wq_ms(rho: float, d_s: float) -> float:
@@ -27,45 +37,115 @@ def md1_wq_ms(rho: float, d_s: float) -> float:
     return rho * d_s / (2 * (1 - rho)) * 1000
 
 
-def erlang_c(c: int, a: float) -> float:
-    """Probability of waiting in M/M/c with offered load a = lambda / mu (a < c)."""
-    head = sum(a**k / math.factorial(k) for k in range(c))
-    tail = a**c / math.factorial(c) / (1 - a / c)
-    return tail / (head + tail)
+def mdc_wq(c: int, rho: float, d: float) -> float:
+    """Exact mean wait of M/D/c (Crommelin 1932), in the unit of ``d``:
+    Wq = D sum_{n>=1} [P(K_n >= nc) - (c/a) P(K_n >= nc + 1)], a = c rho, K_n ~ Poisson(n a);
+    summed until a term is below 1e-15 (thousands of terms at c = 1, rho = 0.9)."""
+    a = c * rho
+    total = 0.0
+    first = 1
+    while True:
+        n = np.arange(first, first + 1000)
+        terms = poisson.sf(n * c - 1, n * a) - (c / a) * poisson.sf(n * c, n * a)
+        small = np.flatnonzero(np.abs(terms) < 1e-15)
+        if small.size:
+            return d * (total + float(terms[: small[0]].sum()))
+        total += float(terms.sum())
+        first += 1000
 
 
-def mdc_wq_ms_cosmetatos(c: int, rho: float, d_s: float) -> float:
-    """Cosmetatos' M/D/c mean wait: a correction to half the M/M/c (Erlang-C) wait."""
-    lam, mu = c * rho / d_s, 1 / d_s
-    mmc = erlang_c(c, lam / mu) / (c * mu - lam)
-    corr = 1 + (1 - rho) * (c - 1) * (math.sqrt(4 + 5 * c) - 2) / (16 * rho * c)
-    return 0.5 * corr * mmc * 1000
+def mdc_wq_markov_chain(c: int, rho: float, d: float, states: int = 600) -> float:
+    """M/D/c mean wait from the number in system every D: N' = max(N - c, 0) + Poisson(a).
+    Its stationary distribution (truncated at ``states``, the tail lumped into the last) gives
+    Wq = E[(N - c)+] / lambda (Little's law on the queue)."""
+    a = c * rho
+    lam = a / d
+    k = np.arange(states)
+    p = np.zeros((states, states))
+    for i in range(states):
+        base = max(i - c, 0)
+        p[i, base:] = poisson.pmf(k[: states - base], a)
+        p[i, -1] += poisson.sf(states - base - 1, a)
+    # pi (P - I) = 0 with sum(pi) = 1: replace one balance equation by the normalisation.
+    lhs = (p - np.eye(states)).T
+    lhs[-1, :] = 1.0
+    rhs = np.zeros(states)
+    rhs[-1] = 1.0
+    pi = np.linalg.solve(lhs, rhs)
+    return float(np.maximum(k - c, 0) @ pi) / lam
+
+
+def fcfs_waits(t: np.ndarray, c: int, d: float) -> np.ndarray:
+    """Waits of one FCFS queue of c servers with service time d (Kiefer-Wolfowitz): each
+    arrival starts when the earliest-free server frees."""
+    free = [0.0] * c
+    w = np.empty(len(t))
+    for i, x in enumerate(t.tolist()):
+        start = max(free[0], x)
+        w[i] = start - x
+        heapq.heapreplace(free, start + d)
+    return w
+
+
+def batch_means_se(x: np.ndarray, batches: int = 50) -> float:
+    """Standard error of the mean of an autocorrelated series by batch means."""
+    m = len(x) // batches * batches
+    means = x[:m].reshape(batches, -1).mean(axis=1)
+    return float(means.std(ddof=1) / np.sqrt(batches))
 
 
 def test_queueing_formulas_on_known_values() -> None:
-    # The references themselves: M/D/1 at rho 0.8 with D = 10 ms waits 20 ms; Cosmetatos
-    # with c = 1 reduces to half the M/M/1 wait, i.e. to Pollaczek-Khinchine.
+    # M/D/1 at rho 0.8 with D = 10 ms waits 20 ms.
     assert md1_wq_ms(0.8, 0.010) == pytest.approx(20.0)
     assert md1_wq_ms(0.5, 0.010) == pytest.approx(5.0)
-    assert mdc_wq_ms_cosmetatos(1, 0.8, 0.010) == pytest.approx(20.0)
-    assert erlang_c(2, 1.6) == pytest.approx(1.6**2 / 2 / 0.2 / (1 + 1.6 + 1.6**2 / 2 / 0.2))
+    # Crommelin at c = 1 is Pollaczek-Khinchine ...
+    for rho in (0.5, 0.8, 0.9):
+        assert mdc_wq(1, rho, 1.0) == pytest.approx(rho / (2 * (1 - rho)), rel=1e-12)
+    # ... and for every c it agrees with the embedded Markov chain, an independent route.
+    for c in (1, 2, 4, 8):
+        for rho in (0.5, 0.8, 0.9):
+            assert mdc_wq(c, rho, 1.0) == pytest.approx(mdc_wq_markov_chain(c, rho, 1.0), rel=1e-9)
+    # Values computed independently (D = 1).
+    assert mdc_wq(2, 0.8, 1.0) == pytest.approx(0.90328, abs=1e-5)
+    assert mdc_wq(4, 0.8, 1.0) == pytest.approx(0.38609, abs=1e-5)
+    assert mdc_wq(8, 0.9, 1.0) == pytest.approx(0.44997, abs=1e-5)
+    # More servers at the same utilisation wait less (pooling).
+    assert mdc_wq(8, 0.8, 1.0) < mdc_wq(4, 0.8, 1.0) < mdc_wq(2, 0.8, 1.0) < mdc_wq(1, 0.8, 1.0)
 
 
-# --- M/D/1 -----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=[(0.5, 50_000), (0.8, 240_000)], ids=["rho0.5", "rho0.8"])
-def md1(request: pytest.FixtureRequest, h: Any) -> tuple[float, np.ndarray, RunResult]:
-    rho, n = request.param
-    lam = rho / D_S
+def _poisson_run(h: Any, c: int, rho: float, n: int, seed: int) -> tuple[np.ndarray, RunResult]:
+    """About ``n`` Poisson arrivals at utilisation ``rho`` on ``c`` static replicas of cpu-d10."""
+    lam = c * rho / D_S
     duration = n / lam
-    t = h.poisson_times(lam, duration, seed=0)
+    t = h.poisson_times(lam, duration, seed=seed)
     res = h.simulate(
         h.VARIANTS,
         h.workload([h.pinned_app("cpu-d10")], t),
-        make_policy("static", replicas=1),
+        make_policy("static", replicas=c),
         duration,
         spec=h.spec(max_queue_s=NO_ADMISSION),
-        seed=0,
+        seed=seed,
     )
+    return t, res
+
+
+def _check_mean_wait(q: Any, c: int, rho: float) -> None:
+    """The simulated mean wait is within TOLERANCE of Crommelin's exact value, with a
+    standard error small enough for that to mean something."""
+    waits = q.sort_values("qid")["queueing_ms"].to_numpy()
+    exact = mdc_wq(c, rho, D_S) * 1000
+    sim = float(waits.mean())
+    se = batch_means_se(waits)
+    print(f"M/D/{c} rho={rho}: Wq exact {exact:.4f} ms, simulated {sim:.4f} ms (se {se / exact:.2%}), {len(q)} queries")
+    assert se < MAX_SE * exact
+    assert sim == pytest.approx(exact, rel=TOLERANCE)
+
+
+# --- M/D/1 -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=[(0.5, 70_000), (0.8, 240_000), (0.9, 900_000)], ids=lambda p: f"rho{p[0]}")
+def md1(request: pytest.FixtureRequest, h: Any) -> tuple[float, np.ndarray, RunResult]:
+    rho, n = request.param
+    t, res = _poisson_run(h, 1, rho, n, seed=0)
     return rho, t, res
 
 
@@ -78,10 +158,8 @@ def test_md1_mean_wait_matches_pollaczek_khinchine(md1: tuple[float, np.ndarray,
     assert (q["batching_ms"] == 0).all() and (q["loading_ms"] == 0).all()
     assert np.allclose(q["execution_ms"], D_S * 1000)
     assert (q["exec_batch"] == 1).all()
-    theory = md1_wq_ms(rho, D_S)
-    sim = float(q["queueing_ms"].mean())
-    print(f"M/D/1 rho={rho}: Wq theory {theory:.3f} ms, simulated {sim:.3f} ms over {len(q)} queries")
-    assert sim == pytest.approx(theory, rel=0.05)
+    assert mdc_wq(1, rho, D_S) * 1000 == pytest.approx(md1_wq_ms(rho, D_S), rel=1e-9)
+    _check_mean_wait(q, 1, rho)
     # Utilisation as recorded matches rho (one replica holds 2 of the worker's 8 cores).
     assert res.summary["utilisation"]["cpu"] == pytest.approx(rho * 2 / 8, rel=0.03)
 
@@ -213,48 +291,49 @@ def test_saturated_replicas_serve_c_full_batches_per_batch_latency(c: int, h: An
     assert rejected["reason"].str.contains("queue").all()
 
 
-@pytest.fixture(scope="module")
-def mdc_run(h: Any) -> RunResult:
-    c, rho = 2, 0.8
-    lam = c * rho / D_S
-    duration = 150_000 / lam
-    t = h.poisson_times(lam, duration, seed=5)
-    return h.simulate(
-        h.VARIANTS,
-        h.workload([h.pinned_app("cpu-d10")], t),
-        make_policy("static", replicas=c),
-        duration,
-        spec=h.spec(max_queue_s=NO_ADMISSION),
-        seed=5,
-    )
+# --- M/D/c ------------------------------------------------------------------------------------------
+# Arrivals per cell: enough for a standard error of about 1.7% (see the module docstring).
+MDC_CELLS = {
+    (2, 0.5): 100_000,
+    (2, 0.8): 250_000,
+    (2, 0.9): 800_000,
+    (4, 0.5): 210_000,
+    (4, 0.8): 420_000,
+    (4, 0.9): 1_100_000,
+    (8, 0.5): 820_000,
+    (8, 0.8): 520_000,
+    (8, 0.9): 1_400_000,
+}
 
 
-def test_two_replicas_wait_as_md2_predicts(mdc_run: RunResult, conserved: Any) -> None:
-    # Two replicas, each at utilisation 0.8. The static policy joins the shortest of two
-    # per-replica queues, which can only wait longer than M/D/2's single shared queue and is
-    # known to stay close to it: the simulated wait must lie within [-3 %, +20 %] of
-    # Cosmetatos' M/D/2 value, and far below M/D/1 at the same utilisation.
-    q = mdc_run.queries
-    conserved(mdc_run, len(q))
+@pytest.fixture(scope="module", params=sorted(MDC_CELLS), ids=lambda p: f"c{p[0]}-rho{p[1]}")
+def mdc(request: pytest.FixtureRequest, h: Any) -> tuple[int, float, np.ndarray, RunResult]:
+    c, rho = request.param
+    t, res = _poisson_run(h, c, rho, MDC_CELLS[(c, rho)], seed=1000 * c + round(100 * rho))
+    return c, rho, t, res
+
+
+def test_mdc_mean_wait_matches_the_exact_value(mdc: tuple[int, float, np.ndarray, RunResult], conserved: Any) -> None:
+    c, rho, t, res = mdc
+    q = res.queries
+    conserved(res, len(t))
     assert (q["status"] == "served").all()
-    assert q["instance"].nunique() == 2
-    sim = float(q["queueing_ms"].mean())
-    cosmetatos = mdc_wq_ms_cosmetatos(2, 0.8, D_S)
-    half_erlang = 0.5 * erlang_c(2, 1.6) / (2 / D_S - 1.6 / D_S) * 1000
-    md1_same_rho = md1_wq_ms(0.8, D_S)
-    print(
-        f"2 replicas at rho=0.8: Wq simulated {sim:.3f} ms, Cosmetatos M/D/2 {cosmetatos:.3f} ms, "
-        f"half Erlang-C {half_erlang:.3f} ms, M/D/1 {md1_same_rho:.3f} ms"
-    )
-    assert 0.97 * cosmetatos <= sim <= 1.20 * cosmetatos
-    assert sim < 0.6 * md1_same_rho
-    # The load splits evenly between the replicas.
-    shares = q["instance"].value_counts(normalize=True)
-    assert shares.min() > 0.45
+    assert q["instance"].nunique() == c
+    _check_mean_wait(q, c, rho)
 
 
-def test_queueing_time_is_never_negative_and_latency_is_at_least_execution(mdc_run: RunResult) -> None:
-    q = mdc_run.queries
+def test_mdc_each_wait_is_that_of_one_fcfs_queue(mdc: tuple[int, float, np.ndarray, RunResult]) -> None:
+    # Least-backlog routing sends each query to the replica that frees first, where one
+    # central FCFS queue of c servers would start it: every wait is the Kiefer-Wolfowitz one.
+    c, _, t, res = mdc
+    got = res.queries.sort_values("qid")["queueing_ms"].to_numpy()
+    assert np.abs(got - fcfs_waits(t, c, D_S) * 1000).max() < 1e-6
+
+
+def test_queueing_time_is_never_negative_and_latency_is_at_least_execution(
+    mdc: tuple[int, float, np.ndarray, RunResult],
+) -> None:
+    q = mdc[3].queries
     cols = ["queueing_ms", "loading_ms", "batching_ms", "execution_ms"]
     assert (q[cols] >= 0).all().all()
     assert (q["latency_ms"] >= q["execution_ms"] - 1e-9).all()

@@ -435,3 +435,72 @@ def test_each_pipeline_stage_is_routed_on_its_own_requirement(
     stage_variants = served["stage_variants"].map(tuple)
     assert {sv[0] for sv in stage_variants} == {"det-gpu"}  # the only detector that meets 0.55
     assert {sv[1] for sv in stage_variants} <= {"gpu-a", "gpu-b"}  # the classifiers that meet 0.75
+
+
+# --- batch limit and capacity: sized for the SLOs a variant serves -------------------------------------
+INF = HardwareKind.INFERENTIA
+
+
+def _inf_spec(h: Any) -> ClusterSpec:
+    return h.spec(type_by_kind={CPU: "cpu", INF: "inf"})  # no GPU workers: loose goes to inf-a
+
+
+def test_a_variant_is_batched_for_the_slos_it_serves_not_every_slo_that_may_use_it(h: Any, conserved: Any) -> None:
+    # inf-a: 3 + 0.8 b ms. "tight" (8 ms) may use it, but its queries (every 0.5 s) always find
+    # cpu-batch idle, the tighter fit (6 ms), and never go to inf-a. "loose" (200 ms, accuracy
+    # 0.73: inf-a is the only variant with a worker kind) sends 400/s there. At 200 ms inf-a may
+    # run batch 8 (9.4 ms <= 100 ms), 851/s per replica: one replica. Sized for tight's 8 ms it
+    # would run batch 1 (263/s), and need two.
+    tight = h.task_app(8.0, index=0, name="tight")
+    loose = h.task_app(200.0, index=1, name="loose", min_accuracy=0.73)
+    t, who = h.merge((h.periodic_times(0.5, 30.0, start=0.25), 0), (h.poisson_times(400, 30.0, seed=5), 1))
+    res = h.simulate(h.VARIANTS, h.workload([tight, loose], t, who), make_policy("infaas"), 30.0, spec=_inf_spec(h))
+    conserved(res, len(t))
+    q = res.queries
+    on_tight, on_loose = q[q["app"] == "tight"], q[q["app"] == "loose"]
+    assert (on_loose["variant"] == "inf-a").all() and on_loose["slo_met"].mean() > 0.99
+    # Under 400/s the batcher fills batches beyond 1, up to the limit the 200 ms SLO allows.
+    assert on_loose["exec_batch"].mean() > 1.5
+    assert 4 <= on_loose["exec_batch"].max() <= 8
+    # And capacity is counted at that batch: no second replica.
+    assert sum(1 for _, a in res.actions if a.startswith("load inf-a")) == 1
+    # Tight never routes to inf-a: a query waiting there would run in a batch of up to 8
+    # (9.4 ms > 8 ms). (Held at batch 1, inf-a would take some of tight's queries when its
+    # current batch is about to end, and tight would pin it at batch 1 for good.)
+    assert (on_tight["variant"] == "cpu-batch").all() and on_tight["slo_met"].all()
+
+
+def test_the_batch_limit_tightens_only_for_a_tighter_slo_served_throughout_a_hold_down(h: Any) -> None:
+    # Both applications (accuracy 0.73: inf-a is the only one with a worker kind) start inf-a
+    # at set-up, so it is loaded for the tighter, "tight" (8 ms: batch 1, as 3.8 ms fits half
+    # of 8 ms and 4.6 ms does not). "loose" (200 ms) uses it throughout at 50/s, and the first
+    # tick sets batch 8. Tight's queries fit only while inf-a is idle (it runs them alone, at
+    # batch 1, whatever the limit; queued, they would run in a batch of up to 8: 9.4 ms).
+    # A 5 s visit (4-9 s) is shorter than the Inferentia hold-down (15 ticks): the limit stays
+    # 8. From 20 s to 45 s tight keeps coming: 15 ticks after its first, the limit drops to 1,
+    # and once tight has sent nothing for the rate window (2 s), it returns to 8.
+    loose = h.task_app(200.0, index=0, name="loose", min_accuracy=0.73)
+    tight = h.task_app(8.0, index=1, name="tight", min_accuracy=0.73)
+    t, who = h.merge(
+        (h.poisson_times(50, 60.0, seed=6), 0),
+        (h.periodic_times(0.2, 5.0, start=4.05), 1),
+        (h.periodic_times(0.2, 25.0, start=20.05), 1),
+    )
+    res = h.simulate(h.VARIANTS, h.workload([loose, tight], t, who), make_policy("infaas"), 60.0, spec=_inf_spec(h))
+    q = res.queries
+    served = q[q["status"] == "served"]
+    assert (served["variant"] == "inf-a").all() and served["slo_met"].all()
+    served_tight = served[served["app"] == "tight"]
+    assert ((served_tight["arrival"] > 4) & (served_tight["arrival"] < 9.1)).sum() > 10
+    limits = [(t, int(a.split(" to ")[1].split(",")[0])) for t, a in res.actions if a.startswith("set batch")]
+    assert [b for _, b in limits] == [8, 1, 8]
+    (t_first, _), (t_down, _), (t_up, _) = limits
+    assert t_first <= 1.0
+    assert 20.05 + 14 <= t_down <= 20.05 + 16
+    last_tight = served_tight["arrival"].max()
+    assert last_tight > 44 and last_tight + 2.0 <= t_up <= last_tight + 3.0 + 1e-9
+    # Before the hold-down, tight ran alone on an idle inf-a; sized for it, inf-a ran batch 1.
+    assert (served_tight["exec_batch"] == 1).all()
+    during = served[(served["arrival"] > t_down + 0.1) & (served["arrival"] < last_tight)]
+    assert (during["exec_batch"] == 1).all()
+    assert served.loc[(served["arrival"] > 4) & (served["arrival"] < t_down - 0.5), "exec_batch"].max() > 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from policies.infaas_ilp import (
     cost_of,
     greedy_solution,
     solve_ilp,
+    throughput,
 )
 
 
@@ -70,13 +72,16 @@ def brute_force(p: IlpProblem) -> float:
         options.append(ok)
     best = math.inf
     for assign in itertools.product(*options):
-        need = [0.0] * len(p.variants)
-        used = [False] * len(p.variants)
+        # a variant is batched for the tightest SLO among its applications (the online rule)
+        load = [0.0] * len(p.variants)
+        tightest = [math.inf] * len(p.variants)
         for a, j in enumerate(assign):
-            thr = saturation_throughput(p.variants[j].latency_by_batch, p.apps[a].slo_ms)
-            need[j] += p.slack * p.apps[a].load / thr
-            used[j] = True
-        counts = [max(math.ceil(x - 1e-9), 1) if u else 0 for x, u in zip(need, used, strict=True)]
+            load[j] += p.apps[a].load
+            tightest[j] = min(tightest[j], p.apps[a].slo_ms)
+        counts = [
+            max(math.ceil(p.slack * x / saturation_throughput(v.latency_by_batch, s) - 1e-9), 1) if s < math.inf else 0
+            for x, s, v in zip(load, tightest, p.variants, strict=True)
+        ]
         fits = True
         for kind, k in p.kinds.items():
             items = [
@@ -239,3 +244,52 @@ def test_ilp_policy_scales_a_burst_to_the_solution() -> None:
     first = policy.solutions[0][1]  # at 10 qps: one CPU replica
     assert first.counts == (0, 1)  # problem variants are the candidates, fastest first
     assert res.summary["peak_workers"]["cpu"] <= 2
+
+
+# --- one capacity rule: a variant sized for the tightest SLO among its applications ----------------------
+def _shared_variant_problem(loose_load: float) -> IlpProblem:
+    # "v": 3 + 0.8 b ms (batch 8 fits half of 200 ms: 851/s; only batch 1 fits half of 8 ms:
+    # 263/s); "c": a CPU variant, 4 + 2 b ms. "loose" (200 ms) may use only v; "tight" (8 ms,
+    # 2/s) may use either.
+    v = IlpVariant("v", "inferentia", "r50", 0.0905, 0.5, 500.0, 1.0, tuple([0.0] + [3 + 0.8 * b for b in range(1, 9)]))
+    c = IlpVariant("c", "cpu", "m", 0.096, 0.2, 200.0, 2.0, tuple([0.0] + [4 + 2.0 * b for b in range(1, 9)]))
+    apps = (IlpApp("loose", loose_load, 200.0, (0,)), IlpApp("tight", 2.0, 8.0, (0, 1)))
+    kinds = {"inferentia": IlpKind(2, 8192.0, 4.0), "cpu": IlpKind(1, 32768.0, 8.0)}
+    return IlpProblem((v, c), apps, kinds, (0, 0))
+
+
+def test_ilp_counts_a_shared_variant_at_the_batch_of_its_tightest_slo() -> None:
+    # With tight on v, the policy batches v for 8 ms: 602/s need ceil(1.05 x 602 / 263) = 3
+    # instances ($0.27/h); tight on c leaves v at batch 8 for loose alone: one of each
+    # ($0.19/h). Counting each application at its own SLO (0.74 + 0.01 of an instance: one
+    # v, $0.09/h) would plan capacity the policy never runs.
+    p = _shared_variant_problem(600.0)
+    sol = solve_ilp(p)
+    assert sol.status == "optimal" and sol.assignment == (0, 1) and sol.counts == (1, 1)
+    assert cost_of(p, (3, 0)) > sol.cost
+    # At 300/s loose, sharing is cheaper: ceil(1.05 x 302 / 263) = 2 v ($0.18/h) < $0.19/h.
+    shared = solve_ilp(_shared_variant_problem(300.0))
+    assert shared.assignment == (0, 0) and shared.counts == (2, 0)
+    assert throughput(p, 1, 0) == pytest.approx(1000 / 3.8) and throughput(p, 0, 0) == pytest.approx(8000 / 9.4)
+
+
+def test_ilp_policy_and_online_batching_agree_on_a_shared_variant(h: Any, conserved: Any) -> None:
+    # The problem above on the tiny catalog (inf-a, cpu-batch), run: the ILP keeps tight on
+    # cpu-batch and one inf-a instance, which the policy batches for loose's 200 ms (tight,
+    # finding cpu-batch idle, never goes to inf-a), so one instance carries 600/s.
+    tight = h.task_app(8.0, index=0, name="tight")
+    loose = h.task_app(200.0, index=1, name="loose", min_accuracy=0.73)
+    t, who = h.merge((h.periodic_times(0.5, 40.0, start=0.25), 0), (h.poisson_times(600, 40.0, seed=7), 1))
+    spec = h.spec(type_by_kind={HardwareKind.CPU: "cpu", HardwareKind.INFERENTIA: "inf"})
+    policy = make_policy("infaas-ilp")
+    assert isinstance(policy, InfaasIlpPolicy)
+    res = h.simulate(h.VARIANTS, h.workload([tight, loose], t, who), policy, 40.0, spec=spec)
+    conserved(res, len(t))
+    q = res.queries
+    late = [s for at, s in policy.solutions if at >= 10]
+    # problem variants: tight's candidates fastest first (inf-a, cpu-batch); loose's add none
+    assert late and all(s.ok and s.assignment == (1, 0) and s.counts == (1, 1) for s in late)
+    on_loose = q[(q["app"] == "loose") & (q["arrival"] >= 5)]
+    assert (on_loose["variant"] == "inf-a").all() and on_loose["slo_met"].mean() > 0.99
+    assert on_loose["exec_batch"].mean() > 1.5 and on_loose["exec_batch"].max() <= 8
+    assert (q.loc[q["app"] == "tight", "variant"] == "cpu-batch").all()

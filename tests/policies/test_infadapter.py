@@ -51,7 +51,8 @@ def model(i: int, acc: float, k1: float, k2: float, min_cores: int = 2, load_s: 
 
 # --- the optimisation --------------------------------------------------------------------------
 def brute_force(models: list[VariantModel], lam: float, current: list[int], total: int) -> tuple[float, bool]:
-    """Best objective (and whether it covers the load) over every allocation, looping."""
+    """Best objective (and whether it covers the load) over every allocation, looping; a core
+    costs 0.05 / 20 (InfAdapter's weight over its 20-core budget) whatever ``total`` is."""
     options = [[0, *range(m.min_cores, total + 1)] for m in models]
     order = sorted(range(len(models)), key=lambda j: -models[j].accuracy)
     max_load = max(m.load_s for m in models)
@@ -66,7 +67,7 @@ def brute_force(models: list[VariantModel], lam: float, current: list[int], tota
             acc += take * models[j].accuracy / lam
             left -= take
         changed = sum(m.load_s for m, c, c0 in zip(models, alloc, current, strict=True) if c != c0)
-        obj = acc - 0.05 * sum(alloc) / total - 0.001 * changed / max_load
+        obj = acc - 0.05 * sum(alloc) / 20 - 0.001 * changed / max_load
         feasible = sum(caps) + 1e-9 >= lam
         key = (feasible, obj if feasible else sum(caps) + 1e-6 * obj)
         if best is None or key > best:
@@ -116,6 +117,34 @@ def test_cost_weight_moves_the_choice_from_accurate_to_cheap() -> None:
     cheap = solve(models, 20.0, [0, 0], 20, cost_weight=1.0)
     assert accurate.loads[1] == pytest.approx(20.0) and accurate.cores[0] == 0
     assert cheap.total_cores < accurate.total_cores and cheap.loads[0] > 0
+
+
+@pytest.mark.parametrize("budget", [20, 128])
+def test_one_core_costs_the_same_whatever_the_core_budget(budget: int) -> None:
+    # One variant whose min_cores replica covers the load and is kept (no load-time term): the
+    # objective is its accuracy less the cores' cost, so one more minimum core costs one core.
+    def objective(min_cores: int) -> float:
+        plan = solve([model(0, 0.75, 100.0, 0.0, min_cores=min_cores)], 10.0, [min_cores], budget)
+        assert plan.cores == (min_cores,) and plan.feasible
+        return plan.objective
+
+    assert objective(2) - objective(3) == pytest.approx(0.05 / 20)
+    assert objective(2) == pytest.approx(0.75 - 0.05 * 2 / 20)
+    plan = solve([model(0, 0.75, 100.0, 0.0)], 10.0, [2], budget, cost_weight=0.05, reference_cores=40)
+    assert plan.objective == pytest.approx(0.75 - 0.05 * 2 / 40)
+
+
+def test_a_larger_core_budget_that_does_not_bind_leaves_the_plan_as_it_was() -> None:
+    # 10 per second: 2 cores of the cheap variant, or 12 of one 0.01 more accurate (0.83 per
+    # second a core). 10 more cores are worth 0.01 of accuracy but cost 0.025: the cheap one,
+    # with 20 cores to spend or 128.
+    models = [model(0, 0.77, 25.0, 0.0), model(1, 0.78, 10 / 12 / 0.8, 0.0)]
+    small = solve(models, 10.0, [0, 0], 20)
+    large = solve(models, 10.0, [0, 0], 128)
+    assert small.cores == large.cores == (2, 0)
+    assert large.objective == pytest.approx(small.objective)
+    policy = make_policy("infadapter", max_total_cores=128, train="synthetic")
+    assert isinstance(policy, InfAdapterPolicy) and policy.reference_cores == 20
 
 
 def test_the_load_time_term_breaks_ties_towards_keeping_the_current_allocation() -> None:
@@ -230,6 +259,8 @@ def test_dispatch_follows_the_shares(step_run: tuple[RunResult, InfAdapterPolicy
 def test_bad_configuration_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match="policy infadapter: max_total_cores must be an integer >= 1"):
         make_policy("infadapter", max_total_cores=0)
+    with pytest.raises(ConfigError, match="policy infadapter: reference_cores must be an integer >= 1"):
+        make_policy("infadapter", reference_cores=0)
     with pytest.raises(ConfigError, match="forecaster must be 'learned' or 'window_max'"):
         make_policy("infadapter", forecaster="lstm")
     with pytest.raises(ConfigError, match="family is not a regular expression"):

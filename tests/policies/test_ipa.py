@@ -1,6 +1,7 @@
 """``ipa``: IPA's integer program re-solved every 10 s on the forecast load, applied with the
 fewest changes; its choice moves from accurate to cheap variants as its weights move; its
-plan meets the SLA its model predicts in simulation."""
+plan meets the SLA its model predicts in simulation; its fixed-variant baselines (most
+accurate, cheapest) only scale."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from infaas_sim.catalog import Catalog
 from infaas_sim.errors import ConfigError
@@ -356,3 +359,73 @@ def test_fixed_variant_baseline_only_scales() -> None:
         run_pipeline(times, 40, variants=["yolo-n"])
     with pytest.raises(ConfigError, match="list of variant ids"):
         make_policy("ipa", variants="yolo-n")
+
+
+# --- IPA's fixed-variant baselines: variant_policy ---------------------------------------------
+# At beta 5 the adaptive plan switches variants on this step.
+STEP: list[tuple[float, float, float]] = [(0, 60, 20), (60, 150, 140)]
+
+
+def test_adaptive_is_the_default_variant_policy_and_switches_on_a_load_step() -> None:
+    times = poisson(STEP, seed=4)
+    a, default = run(times, 150, beta=5.0)
+    b, _ = run(times, 150, beta=5.0, variant_policy="adaptive")
+    assert default.variant_policy == "adaptive"
+    pd.testing.assert_frame_equal(a.queries, b.queries)
+    assert a.actions == b.actions
+    assert len(default.stages[0][0].options) == 3  # every CPU family stays an option
+    assert len({p.stages[0].variant_id for t, _, _, p in default.history if t >= 30}) > 1
+
+
+@pytest.mark.parametrize(("variant_policy", "pinned"), [("most_accurate", "r152-2c"), ("cheapest", "r18-1c")])
+def test_a_pinned_variant_never_switches_and_only_its_replicas_scale(variant_policy: str, pinned: str,
+                                                                    conserved: Any) -> None:  # fmt: skip
+    # most_accurate: r152 (0.783) at its base 2 cores; cheapest: r18 and r50 both take 1 core,
+    # and r18 is the faster.
+    times = poisson(STEP, seed=4)
+    res, policy = run(times, 150, beta=5.0, variant_policy=variant_policy)
+    conserved(res, len(times))
+    assert [o.variant_id for o in policy.stages[0][0].options] == [pinned]
+    assert {p.stages[0].variant_id for _, _, _, p in policy.history} == {pinned}
+    assert set(served(res, 0, 150)["variant"]) == {pinned}
+    loaded = {a.split()[1] for _, a in res.actions if a.startswith("load")}
+    assert loaded == {pinned}
+    reps = {t: p.stages[0].replicas for t, _, _, p in policy.history}
+    assert reps[50.0] < reps[80.0]  # the step buys replicas instead of a switch
+
+
+def test_pinned_pipelines_keep_the_most_accurate_or_the_cheapest_pair() -> None:
+    times = poisson([(0, 40, 30)], seed=13)
+    for variant_policy, pair in (("most_accurate", ("yolo-x", "r152")), ("cheapest", ("yolo-n", "r18"))):
+        res, policy = run_pipeline(times, 40, variant_policy=variant_policy)
+        assert {tuple(v) for v in served(res, 0, 40)["stage_variants"]} == {pair}
+        assert {tuple(s.variant_id for s in p.stages) for _, _, _, p in policy.history} == {pair}
+
+
+def test_an_unknown_variant_policy_is_a_one_line_config_error() -> None:
+    with pytest.raises(ConfigError, match="policy ipa: variant_policy must be one of adaptive, most_accurate"):
+        make_policy("ipa", variant_policy="largest")
+
+
+ARMS = Path(__file__).resolve().parents[2] / "experiments" / "conf" / "arm"
+
+
+@pytest.mark.parametrize(
+    ("arm", "expected"),
+    [
+        ("ipa", {"variant_policy": "adaptive", "alpha": 10.0, "beta": 0.5, "gamma": 1e-6}),
+        ("ipa_accurate", {"variant_policy": "most_accurate", "alpha": 10.0, "beta": 0.5}),
+        ("ipa_cheapest", {"variant_policy": "cheapest", "alpha": 10.0, "beta": 0.5}),
+        ("ipa_paper", {"variant_policy": "adaptive", "alpha": 2.0, "beta": 1.0, "gamma": 1e-6}),
+    ],
+)
+def test_ipa_arms_compose_the_policy_with_their_parameters(arm: str, expected: dict[str, Any]) -> None:
+    with initialize_config_dir(config_dir=str(ARMS.parent), version_base=None):
+        cfg = compose("config", overrides=[f"+arm={arm}"])
+    assert cfg.policy.name == "ipa" and dict(cfg.cluster.workers) == {"cpu": "m5.2xlarge"}
+    params = OmegaConf.to_container(cfg.policy.params, resolve=True)
+    assert isinstance(params, dict)
+    assert {k: params[k] for k in expected} == pytest.approx(expected)
+    policy = make_policy("ipa", **{str(k): v for k, v in params.items()})
+    assert isinstance(policy, IpaPolicy)
+    assert (policy.weights.alpha, policy.weights.beta) == (expected["alpha"], expected["beta"])

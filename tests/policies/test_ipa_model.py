@@ -1,5 +1,6 @@
 """IPA's integer program (policies/ipa_model.py): it agrees with brute force, trades accuracy
-for cost as its weights move, and its plans meet the SLA and the load it was given."""
+for cost as its weights move, and its plans meet the SLA and the load it was given; its
+fixed-variant baselines pin one variant per stage that can meet the SLA."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from policies.ipa_model import (
     StageOption,
     Weights,
     brute_force,
+    combination_accuracy,
     min_replicas,
+    pin_variants,
     solve,
 )
 
@@ -200,3 +203,58 @@ def test_enumeration_is_exhaustive_for_one_stage() -> None:
         if lat <= sla:
             best = max(best, 10 * 100 * o.accuracy - 0.5 * o.base_cpu * n - 1e-6 * b)
     assert solve((DETECT,), load, sla, w).objective == pytest.approx(best, abs=1e-6)
+
+
+# --- the fixed-variant baselines ------------------------------------------------------------
+def pinned_ids(stages: tuple[Stage, ...]) -> tuple[str, ...]:
+    assert all(len(st.options) == 1 for st in stages)
+    return tuple(st.options[0].variant_id for st in stages)
+
+
+def test_pinning_picks_the_most_accurate_and_the_cheapest_variants_under_a_loose_sla() -> None:
+    assert pinned_ids(pin_variants(VIDEO, 400, "most_accurate")) == ("yolo-x", "r152")
+    # yolo-n and yolo-s both take 1 core: the faster one is the cheapest.
+    assert pinned_ids(pin_variants(VIDEO, 400, "cheapest")) == ("yolo-n", "r18")
+    assert pin_variants(VIDEO, 400, "adaptive") == VIDEO
+
+
+def test_the_most_accurate_pin_is_the_most_accurate_combination_that_fits_the_sla() -> None:
+    # Batch 1: yolo-x 120 + r152 65 = 185 ms exceeds 150 ms. Of the pairs that fit, yolo-x +
+    # r50 (146 ms) is the most accurate, not yolo-m + r152 (117 ms) nor the per-stage best.
+    w = Weights()
+    for method in ("sum", "product"):
+        wm = Weights(accuracy_method=method)
+        got = pinned_ids(pin_variants(VIDEO, 150, "most_accurate", wm))
+        assert got == ("yolo-x", "r50")
+        fits = [(d, c) for d in DETECT.options for c in CLASSIFY.options
+                if d.latency_ms[1] + c.latency_ms[1] <= 150]  # fmt: skip
+        best = max(combination_accuracy([d.accuracy, c.accuracy], wm) for d, c in fits)
+        assert combination_accuracy([0.689, 0.761], wm) == pytest.approx(best)
+    plan = solve(pin_variants(VIDEO, 150, "most_accurate", w), 30, 150, w)
+    assert plan.ok and [p.variant_id for p in plan.stages] == ["yolo-x", "r50"]
+
+
+def test_a_pinned_program_chooses_only_batch_and_replicas() -> None:
+    w = Weights(alpha=10, beta=2)
+    # Where the adaptive program moves to yolo-m + r50, the pinned ones keep their pair and buy
+    # replicas instead.
+    assert [s.variant_id for s in solve(VIDEO, 200, 400, w).stages] == ["yolo-m", "r50"]
+    for policy, want in (("most_accurate", ["yolo-x", "r152"]), ("cheapest", ["yolo-n", "r18"])):
+        stages = pin_variants(VIDEO, 400, policy, w)
+        plans = [solve(stages, load, 400, w) for load in (5, 40, 200, 600)]
+        assert all(p.ok and [s.variant_id for s in p.stages] == want for p in plans)
+        reps = [sum(s.replicas for s in p.stages) for p in plans]
+        assert reps == sorted(reps) and reps[-1] > reps[0]
+
+
+def test_when_no_combination_fits_the_sla_the_pin_ignores_it() -> None:
+    # Nothing fits 10 ms (the fastest pair takes 23): the pins are made as if without an SLA,
+    # and the program reports the SLA infeasible as it does for the adaptive policy.
+    assert pinned_ids(pin_variants(VIDEO, 10, "most_accurate")) == ("yolo-x", "r152")
+    assert pinned_ids(pin_variants(VIDEO, 10, "cheapest")) == ("yolo-n", "r18")
+    assert solve(pin_variants(VIDEO, 10, "cheapest"), 60, 10).status == "infeasible"
+
+
+def test_an_unknown_variant_policy_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="variant_policy must be one of adaptive, most_accurate, cheapest"):
+        pin_variants(VIDEO, 400, "largest")

@@ -1,7 +1,8 @@
 """``themis``: a latency model fitted on (cores x batch) profiles, horizontal and vertical
 dynamic programmes that agree with brute force, and the two-stage response to a surge: a
 resize of the running replicas first, new replicas later, the grown cores given back once
-the load is stable."""
+the load is stable; and its own baselines, the horizontal-only and vertical-only modes,
+each of which runs one branch alone and misses more SLOs on a surge that needs both."""
 
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from scipy import stats
 
 from infaas_sim.catalog import Catalog
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.hardware import HardwareKind, InstanceType
-from infaas_sim.policy import make_policy
+from infaas_sim.policy import Action, Load, Resize, Unload, make_policy
 from infaas_sim.query import Application, Level, Pipeline, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
 from infaas_sim.variant import Variant, cpu_latency_factor
+from infaas_sim.view import ClusterView
 from policies.themis import (
     CORE_COST,
     LatencyModel,
@@ -226,6 +230,106 @@ def test_a_pipeline_resizes_every_stage_first_then_adds_replicas(conserved: Any)
     assert res.summary["slo_violation_rate"] < 0.05
 
 
+# --- Themis's own baselines: one branch alone ---------------------------------------------------
+# A 32-core worker, so that the replicas' cores are bounded by max_cores and not by the worker,
+# and a 10 s model load, so that a new replica serves only 10 s after it is asked for.
+BIG_SPEC = ClusterSpec(
+    instance_types={"cpu": InstanceType("cpu", CPU, 32, 65536, 0.384, 20.0)}, type_by_kind={CPU: "cpu"},
+    resize_delay_s=1.0,
+)  # fmt: skip
+SLOW_LOAD = Variant("m-cpu", "m", "cls", "ds", "fw", CPU, "fp32", 1, 4, 0.76, 10_000, 1024, 10.0, 40.0)
+
+
+def run_mode(times: np.ndarray, duration: float, mode: str) -> tuple[RunResult, ThemisPolicy, list[Action]]:
+    """A run of ``mode``, with every action its loops returned (setup's excluded)."""
+    wl = Workload([APP], times, np.zeros(len(times), dtype=np.int64))
+    policy = make_policy("themis", train="synthetic", mode=mode)
+    assert isinstance(policy, ThemisPolicy)
+    emitted: list[Action] = []
+    loop = policy.autoscale
+
+    def recorded(view: ClusterView) -> list[Action]:
+        actions = loop(view)
+        emitted.extend(actions)
+        return actions
+
+    policy.autoscale = recorded  # type: ignore[method-assign]
+    res = run_simulation(Catalog([SLOW_LOAD]), wl, policy, make_executor("sim"), BIG_SPEC,
+                         RunSpec(duration_s=duration))  # fmt: skip
+    return res, policy, emitted
+
+
+def cores_after(actions: list[tuple[float, str]], iid: int, t: float) -> float | None:
+    """The cores instance ``iid`` was last resized to at or before ``t`` (None: never)."""
+    sizes = [float(a.split(" to ")[1].split()[0]) for at, a in actions
+             if at <= t and a.startswith(f"resize instance {iid} ")]  # fmt: skip
+    return sizes[-1] if sizes else None
+
+
+def test_two_stage_is_the_default_mode_and_both_its_branches_run() -> None:
+    times = poisson([(0, 60, 10.0), (60, 120, 50.0)], seed=5)
+    a, default = run(times, 120)
+    b, _ = run(times, 120, mode="two_stage")
+    assert default.mode == "two_stage"
+    assert a.queries.equals(b.queries) and a.actions == b.actions
+    assert {branch for _, branch, _, _ in default.log} == {"horizontal", "vertical"}
+    assert any(a.startswith("resize") for _, a in a.actions)
+
+
+def test_horizontal_mode_adds_and_removes_replicas_and_never_resizes(conserved: Any) -> None:
+    times = poisson([(0, 60, 10.0), (60, 150, 60.0), (150, 240, 10.0)], seed=6)
+    res, policy, emitted = run_mode(times, 240, "horizontal")
+    conserved(res, len(times))
+    assert not any(isinstance(a, Resize) for a in emitted)
+    assert not any(a.startswith("resize") for _, a in res.actions)
+    assert {branch for _, branch, _, _ in policy.log} == {"horizontal"}
+    assert all(not surge for _, _, _, surge in policy.log)  # the classifier is not consulted
+    assert policy.detector is None
+    loads = [t for t, a in res.actions if a.startswith("load") and t > 0]
+    unloads = [t for t, a in res.actions if a.startswith("unload")]
+    assert loads and min(loads) < 65  # scale-out within a few loops of the step
+    assert not [t for t in unloads if 60 <= t <= 150]
+    after = [t for t in unloads if t > 150]  # scale-in once the load falls, after 10 s of agreement
+    assert after and min(after) >= 150 + policy.scale_in_agreement_s
+    # Every replica runs at the setup's horizontal cores (1).
+    assert policy.fixed_cores == [1]
+    assert {a.cores for a in emitted if isinstance(a, Load)} == {1}
+
+
+def test_vertical_mode_keeps_the_setup_replicas_grows_to_max_cores_and_shrinks_back(conserved: Any) -> None:
+    # 250/s needs about 265/s of capacity: more than 3 replicas carry at 4 cores (about 72/s each).
+    times = poisson([(0, 90, 10.0), (90, 150, 250.0), (150, 300, 10.0)], seed=0)
+    res, policy, emitted = run_mode(times, 300, "vertical")
+    conserved(res, len(times))
+    assert policy.fixed_replicas == [3]  # the horizontal plan at the run's mean rate
+    assert not any(isinstance(a, Load | Unload) for a in emitted)
+    loads = [(t, a) for t, a in res.actions if a.startswith("load")]
+    assert len(loads) == 3 and all(t == 0.0 for t, _ in loads)  # no replica added after setup
+    assert not any(a.startswith("unload") for _, a in res.actions)
+    assert {branch for _, branch, _, _ in policy.log} == {"vertical"}
+    iids = [int(a.split(" as instance ")[1].split()[0]) for _, a in loads]
+    # In the surge every replica is at max_cores (the DP wants more than it can give) ...
+    assert all(cores_after(res.actions, i, 140.0) == policy.max_cores for i in iids)
+    # ... and, 10 s of agreement after the load falls, the DP's fewer cores.
+    assert all((c := cores_after(res.actions, i, 300.0)) is not None and c < policy.max_cores for i in iids)
+    shrinks = [t for t, a in res.actions if a.startswith("resize") and t > 150]
+    assert shrinks and min(shrinks) >= 150 + policy.scale_in_agreement_s
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_stage_misses_fewer_slos_than_either_branch_alone_on_a_surge_beyond_max_cores(seed: int) -> None:
+    """Themis's claim against its own baselines, on a surge that needs both branches: a resize
+    answers at once (horizontal-only waits 10 s for its new replicas to load), and new
+    replicas follow (vertical-only stays at max cores, short of the load)."""
+    times = poisson([(0, 90, 10.0), (90, 150, 250.0), (150, 300, 10.0)], seed=seed)
+    rates = {}
+    for mode in ("two_stage", "horizontal", "vertical"):
+        res, _, _ = run_mode(times, 300, mode)
+        rates[mode] = res.summary["slo_violation_rate"]
+    assert rates["two_stage"] < 0.5 * rates["horizontal"]
+    assert rates["two_stage"] < 0.5 * rates["vertical"]
+
+
 def test_same_seed_gives_identical_results() -> None:
     times = poisson([(0, 40, 10.0), (40, 80, 40.0)], seed=3)
     a, _ = run(times, 80)
@@ -257,6 +361,8 @@ def test_bad_configuration_is_a_one_line_error() -> None:
         make_policy("themis", wait_model="uniform")
     with pytest.raises(ConfigError, match="surge_detector must be 'learned' or 'none'"):
         make_policy("themis", surge_detector="lstm")
+    with pytest.raises(ConfigError, match="policy themis: mode must be one of two_stage, horizontal, vertical"):
+        make_policy("themis", mode="diagonal")
     two = [APP, Application("b", APP.requirement, index=1)]
     wl = Workload(two, np.array([0.5, 0.6]), np.array([0, 1]))
     with pytest.raises(ConfigError, match="serves exactly one application"):
@@ -272,3 +378,15 @@ def test_config_file_lists_every_parameter_with_its_default() -> None:
     assert conf["params"] == {**defaults, "horizontal_cores": [1]}
     assert defaults["horizontal_cores"] == (1,)
     make_policy(conf["name"], **conf["params"])
+
+
+@pytest.mark.parametrize(("arm", "mode"), [("themis", "two_stage"), ("themis_horizontal", "horizontal"),
+                                           ("themis_vertical", "vertical")])  # fmt: skip
+def test_themis_arms_compose_the_policy_in_their_mode(arm: str, mode: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF.parents[1]), version_base=None):
+        cfg = compose("config", overrides=[f"+arm={arm}"])
+    assert cfg.policy.name == "themis" and dict(cfg.cluster.workers) == {"cpu": "m5.2xlarge"}
+    params = OmegaConf.to_container(cfg.policy.params, resolve=True)
+    assert isinstance(params, dict)
+    policy = make_policy("themis", **{str(k): v for k, v in params.items()})
+    assert isinstance(policy, ThemisPolicy) and policy.mode == mode

@@ -167,3 +167,16 @@ def test_register_trace_rejects_a_second_class_under_a_taken_name() -> None:
         class Other(Trace):
             def arrivals(self, duration_s: float, rng: np.random.Generator) -> np.ndarray:
                 return np.zeros(0)
+
+
+def test_generators_declare_their_expected_rate_from_their_parameters() -> None:
+    from traces import make_trace
+
+    assert make_trace("poisson", qps=40).expected_rate(60) == (40, 40)
+    assert make_trace("gamma", qps=40, cv=2).expected_rate(60) == (40, 40)
+    mean, peak = make_trace("step", qps=[10, 30], at=[0, 30]).expected_rate(60)
+    assert mean == pytest.approx(20) and peak == 30
+    mean, peak = make_trace("burst", base_qps=10, burst_qps=50, start_s=20, length_s=10).expected_rate(60)
+    assert mean == pytest.approx((50 * 10 + 10 * 50) / 60) and peak == 50
+    assert make_trace("twitter", mean_qps=100, peak_to_mean=3).expected_rate(600) == (100, 300)
+    assert make_trace("twitter", mean_qps=100, peak_qps=250).expected_rate(600) == (100, 250)

@@ -181,3 +181,17 @@ def test_relative_paths_resolve_from_the_repository_root(tmp_path: Path, monkeyp
     monkeypatch.setenv("INFAAS_TRACE_DIR", str(tmp_path))
     trace = make_trace("replay", path="some/dir/elsewhere.txt")  # found by name in $INFAAS_TRACE_DIR
     assert len(trace.arrivals(3, rng())) == 6
+
+
+def test_a_replays_expected_rate_is_the_hour_before_its_slice(tmp_path: Path) -> None:
+    # 4000 s of history at 10/s (one second at 50), then the slice at 100/s: the operator
+    # knows the preceding hour (mean just over 10, peak 50), not the slice's 100.
+    counts = [10] * 4000 + [100] * 100
+    counts[3000] = 50
+    path = write(tmp_path / "c.txt", " ".join(map(str, counts)))
+    trace = make_trace("replay", path=str(path), start_s=4000, length_s=100, scale=0.5, compression=2)
+    mean, peak = trace.expected_rate(50)
+    assert mean == pytest.approx((3599 * 10 + 50) / 3600 * 0.5 * 2)
+    assert peak == pytest.approx(50 * 0.5 * 2)
+    # A slice from the file's first second has no history to declare.
+    assert make_trace("replay", path=str(path), length_s=100).expected_rate(100) is None
