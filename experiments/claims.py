@@ -24,7 +24,8 @@ reach the claim (for an "at most" claim: the point estimate is within the bound,
 is not); **does not hold** otherwise. A ratio whose denominator is zero is infinite (the
 system had no violations, its baseline some): it counts as clearing any claimed factor when its
 whole interval is infinite. A percentage against a zero baseline is undefined: that cell is
-left out, and the verdict says so.
+left out, and the verdict says so. An interval lying within 0.5% of no difference is reported as
+no difference, not as a loss.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from infaas_sim.report import Job, seed_values
 
 KINDS = ("times_more", "times_fewer", "pct_fewer", "pct_more", "pct_at_most")
 BOOTSTRAP = 2000
+# Ratios this close to no difference, interval and all, are reported as no difference (the VM
+# cost of arms on the same fixed node pool differs only by their drain times).
+SAME = 0.005
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ def judge(jobs: Sequence[Job], claim: Claim) -> Verdict:
     elif math.isnan(low):
         verdict = "holds in direction only" if point >= claimed else "does not hold"
         why = "one seed: no interval"
+    elif all(abs(x - neutral) < SAME for x in (point, low, high)):
+        verdict, why = "does not hold", f"no difference: the interval lies within {SAME:.1%} of none"
     elif low >= claimed:
         verdict, why = "holds", f"the interval's lower end {_fmt(kind, low)} reaches the claimed {_fmt(kind, claimed)}"
     elif low > neutral:
@@ -218,7 +224,10 @@ BEYOND_CLAIMS = (
           "themis", ("themis_vertical",)),
     Claim("IPA", "up to 35% higher accuracy than a fixed cheap variant", "mean_accuracy", "pct_more", 0.35, "ipa",
           ("ipa_cheapest",), note="raw mean accuracy of served queries; the paper normalises per stage"),
-    Claim("IPA", "for under 5% more cost", "total_cost", "pct_at_most", 0.05, "ipa", ("ipa_cheapest",)),
+    Claim("IPA", "for under 5% more cost", "core_hours", "pct_at_most", 0.05, "ipa", ("ipa_cheapest",),
+          note="cost as IPA's objective counts it: allocated CPU core-hours"),
+    Claim("IPA", "for under 5% more cost", "total_cost", "pct_at_most", 0.05, "ipa", ("ipa_cheapest",),
+          note="VM cost instead (the same on a fixed node pool)"),
     Claim("InfAdapter", "up to 65% fewer SLO violations than VPA", "slo_violation_rate", "pct_fewer", 0.65,
           "infadapter", ("vpa",)),
     Claim("InfAdapter", "up to 33% lower cost than VPA", "core_hours", "pct_fewer", 0.33, "infadapter", ("vpa",),

@@ -78,12 +78,19 @@ Deviations, each with its reason
     (routed rate alone hides the load that a saturated variant turns away).
   - Upgrade target: the cheapest faster variant of the same architecture that every
     application using the source can use (the code takes the "next faster" one).
-    Downgrade target: the cheapest CPU variant of the same architecture, or of any
-    architecture the applications accept when the architecture has none.
+    Downgrade target: the cheapest CPU variant of the same architecture (see below), or of
+    any architecture the applications accept when the architecture has none.
   - An upgrade or downgrade is a transition: the target is loaded, and the source's replicas
     are unloaded once all the target's are ready (make-before-break in both directions).
     While an upgrade waits for a new worker, the source still replicates into existing room
-    (``stopgap``), so that a burst is not left unserved for the worker's start-up.
+    (``stopgap``), so that a burst is not left unserved for the worker's start-up, and asks
+    for a worker of its own kind when its replicas would serve before the target's
+    (``_room_wait``: new workers as the VM autoscaler adds them, one at a time). The code's
+    upgrades stay on the worker's own hardware; here an upgrade into a new 90 s Inferentia VM
+    left the CPU source overloaded for 90 s (low scenario, seed 4: 100 s of rejections).
+  - Downgrade target: among CPU variants whose batch-1 latency fits the SLO's batch share
+    (half), else the fastest (the code's target): the cheapest 31 ms one for a 50 ms SLO is
+    counted at 32/s but queues past the SLO at half that (seed 4: flapping replica, 300 rejects).
   - Placement of autoscaler loads counts one GPU device per replica (a replica needing a
     GPU's throughput holds it); the cluster itself time-shares GPUs by memory only.
   - The model autoscaler checks room itself and tells the VM autoscaler which hardware kind
@@ -144,7 +151,7 @@ from infaas_sim.policy import (
     register_policy,
 )
 from infaas_sim.query import Application, Query, Requirement
-from infaas_sim.sizing import replica_cost_per_hour
+from infaas_sim.sizing import BATCH_SLO_SHARE, replica_cost_per_hour
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState, WorkerView
 from policies.infaas_common import (
@@ -260,6 +267,28 @@ class _Room:
         self.take(best.wid, v.memory_mb, replica_units(v))
         self.added[(best.wid, vi)] = self.added.get((best.wid, vi), 0) + 1
         return best.wid
+
+    def wait_s(self, v: Variant, vi: int, n: int, new_s: float, step_s: float) -> float:
+        """Seconds before ``n`` more replicas of ``v`` can start loading: 0 where ready workers
+        take them, the start-up left of the starting workers that do; else new workers, the
+        first after ``new_s``, each further one ``step_s`` later (the VM autoscaler starts one
+        at a time); inf where the kind may not add enough."""
+        if n <= 0:
+            return 0.0
+        now = self.view.now
+        got = 0
+        for left, w in sorted(((max(0.0, w.ready_at - now), w) for w in self.workers(v.hardware)),
+                              key=lambda x: (x[0], x[1].wid)):  # fmt: skip
+            got += self.fits(w, v, vi)
+            if got >= n:
+                return left
+        itype = self.view.instance_type_for(v.hardware)
+        per = int(min(worker_memory_mb(itype) / v.memory_mb, itype.capacity_units / replica_units(v)) + 1e-9)
+        per = min(per, self.caps.get(v.hardware, per))
+        k = math.ceil((n - got) / per) if per > 0 else _INF
+        if k > self.view.max_workers(v.hardware) - len(self.view.workers(v.hardware)):
+            return _INF
+        return new_s + (k - 1) * step_s
 
     def count(self, v: Variant, vi: int, limit: int, new_workers: bool = False) -> int:
         """How many more replicas of ``v`` the live workers can take (up to ``limit``): what
@@ -515,10 +544,18 @@ class InfaasPolicy(Policy):
             self._mark_running(vi)
         return actions
 
-    def _cold_choice(self, indices: Sequence[int], req: Requirement, batch: int, demand: float = 0.0) -> int | None:
+    def _cold_choice(
+        self, indices: Sequence[int], req: Requirement, batch: int, demand: float = 0.0, view: ClusterView | None = None
+    ) -> int | None:
         """The variant a query loads when none is running: the least load + inference
         latency, CPU first for loose SLOs (as the released code does); with ``price_aware``,
-        the cheapest replicas for ``demand`` (inputs/s)."""
+        the cheapest replicas for ``demand`` (inputs/s). With ``view`` (while serving), the
+        wait for room counts as well, as it does for the route's own loads (``_load_choice``):
+        a variant that needs a new VM waits for its start-up (a minute), one that fits on a
+        live worker does not, and one with no room and no worker left to start is skipped
+        (unless none has room: then without the wait, for ``_place``'s eviction to make room).
+        (Without it, a 50 ms application whose variants were all evicted in a lull waited
+        for a new GPU VM, rejected, while a CPU variant could load on a live worker in 1 s.)"""
         assert self._catalog is not None
         slo = _INF if req.slo_ms is None else float(req.slo_ms)
         best: tuple[tuple[float, float], int] | None = None
@@ -527,13 +564,21 @@ class InfaasPolicy(Policy):
                 continue
             v = self._catalog.variants[vi]
             lat = v.latency_by_batch[batch]
+            load_ms = v.load_latency_ms
+            if view is not None:
+                room = self._route_room(view, v, view.now)
+                if room is None:
+                    continue
+                load_ms += room[0] * 1000.0
             if self.price_aware:
                 thr = saturation_throughput(v.latency_by_batch, slo)
-                key = (price_key(self._price[vi], thr, v.load_latency_ms, lat, demand, self.slack), vi)
+                key = (price_key(self._price[vi], thr, load_ms, lat, demand, self.slack), vi)
             else:
-                key = (cold_key(v.load_latency_ms, lat, slo, v.hardware is HardwareKind.CPU, self.loose_slo_ms), vi)
+                key = (cold_key(load_ms, lat, slo, v.hardware is HardwareKind.CPU, self.loose_slo_ms), vi)
             if best is None or key < best:
                 best = key
+        if best is None and view is not None:  # no room anywhere: for _place's eviction to make some
+            return self._cold_choice(indices, req, batch, demand)
         return None if best is None else best[1]
 
     def _sizing_slo(self, vi: int) -> float | None:
@@ -774,7 +819,7 @@ class InfaasPolicy(Policy):
             )
         if close_vi < 0 and not any(view.instances_of(vi) for vi in info.order):
             demand = view.app_rate(query.app.index, self.rate_window_s) * query.batch
-            want = self._cold_choice(info.order, info.req, query.batch, demand)
+            want = self._cold_choice(info.order, info.req, query.batch, demand, view)
             if want is not None:
                 self._cold[want] = view.now
                 self._cold_slo[want] = min(info.slo, self._cold_slo.get(want, _INF))
@@ -818,6 +863,32 @@ class InfaasPolicy(Policy):
 
     def _demand(self, view: ClusterView, vi: int, dt: float) -> float:
         return view.variant_input_rate(vi, self.rate_window_s) + self._missed.get(vi, 0.0) / dt
+
+    def _room_wait(self, view: ClusterView, room: _Room, vi: int, n: int) -> float:
+        """Seconds before ``n`` more replicas of ``vi`` can start loading, new workers as the VM
+        autoscaler would add them: after the starting one and the kind's back-off, one at a time."""
+        assert self._catalog is not None
+        v = self._catalog.variants[vi]
+        kind = v.hardware
+        now = view.now
+        start = view.instance_type_for(kind).startup_s
+        busy = max((w.ready_at - now for w in view.workers(kind) if w.state is WorkerState.STARTING), default=0.0)
+        first = max(0.0, busy, self._backoff.get(kind, -_INF) - now) + start
+        return room.wait_s(v, vi, n, first, max(start, self.vm_backoff_s))
+
+    def _stopgap(self, view: ClusterView, room: _Room, actions: list[Action], vi: int, n: int, dst: int) -> None:
+        """While an upgrade to ``dst`` is pending, replicate the source by ``n``: into existing
+        room, and asking for a worker where its replicas would serve before the target's."""
+        if n <= 0:
+            return
+        now = view.now
+        pending = [i.ready_at - now for i in view.instances_of(dst)]
+        pending += [view.worker(wid).ready_at - now for (wid, u), k in room.added.items() if u == dst and k > 0]
+        dst_wait = max(0.0, min(pending)) if pending else self._room_wait(view, room, dst, 1)
+        request = self._room_wait(view, room, vi, n) < dst_wait
+        for _ in range(n):
+            if not self._place(view, room, actions, vi, {vi}, request=request):
+                break
 
     def _option(self, vi: int, slo: float | None) -> Option:
         assert self._catalog is not None
@@ -903,9 +974,7 @@ class InfaasPolicy(Policy):
                 self._down[vi] = self._dg[vi] = 0
                 tr = self._trans.get(vi)
                 if tr is not None and tr.kind == "upgrade" and self.stopgap and need > r:
-                    for _ in range(min(need, self.max_replicas) - r):
-                        if not self._place(view, room, actions, vi, {vi}, request=False):
-                            break
+                    self._stopgap(view, room, actions, vi, min(need, self.max_replicas) - r, tr.dst)
                 continue
             if need > r:
                 self._down[vi] = 0
@@ -921,9 +990,7 @@ class InfaasPolicy(Policy):
                 if plan.action == "upgrade":
                     self._start_transition(view, room, actions, vi, plan.target, plan.replicas, "upgrade")
                     if self.stopgap:
-                        for _ in range(min(need, self.max_replicas) - r):
-                            if not self._place(view, room, actions, vi, {vi}, request=False):
-                                break
+                        self._stopgap(view, room, actions, vi, min(need, self.max_replicas) - r, plan.target)
                 elif plan.action == "replicate":
                     for _ in range(plan.replicas - r):
                         if not self._place(view, room, actions, vi, {vi}):
@@ -999,7 +1066,13 @@ class InfaasPolicy(Policy):
         cpu = HardwareKind.CPU
         elig = [u for u in sorted(self._eligible_recent(vi, now)) if self._kind_ok[u] and variants[u].hardware is cpu]
         same = [u for u in elig if variants[u].architecture == v.architecture]
-        pick = cheapest_option([self._option(u, slo) for u in (same or elig)], demand, self.slack)
+        pool = same or elig
+        # the cheapest whose batch-1 latency fits the SLO's batch share (its capacity holds
+        # within the SLO); else the fastest, the released code's target
+        fits = [u for u in pool if variants[u].latency_by_batch[1] <= BATCH_SLO_SHARE * slo]
+        if not fits and pool:
+            fits = [min(pool, key=lambda u: (variants[u].latency_by_batch[1], u))]
+        pick = cheapest_option([self._option(u, slo) for u in fits], demand, self.slack)
         if pick is None:
             return None
         opt, n = pick

@@ -109,3 +109,11 @@ def test_the_experiment_is_recognised_by_its_arms() -> None:
     assert "INFaaS's claims" in claims_for(jobs) and "Themis" not in claims_for(jobs)
     jobs = _jobs({("s", "themis"): [0.01] * 2, ("s", "themis_vertical"): [0.2] * 2})
     assert "Themis', IPA's and InfAdapter's claims" in claims_for(jobs) and "INFaaS's claims" not in claims_for(jobs)
+
+
+def test_equal_arms_are_no_difference_not_a_loss() -> None:
+    # A fixed node pool bills every arm the same VMs: the VM-cost ratio is exactly neutral.
+    jobs = _jobs({("s", "sys"): [2.001, 2.0, 2.001], ("s", "base"): [2.0] * 3}, "total_cost")
+    lower = Claim("InfAdapter", "33% lower cost", "total_cost", "pct_fewer", 0.33, "sys", ("base",))
+    v = judge(jobs, lower)
+    assert v.verdict == "does not hold" and "no difference" in v.reason

@@ -17,7 +17,7 @@ from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.metrics import Recorder
-from infaas_sim.policy import Load, LoadThenServe, Reject, Serve, Unload, make_policy
+from infaas_sim.policy import AddWorker, Load, LoadThenServe, Reject, Serve, Unload, make_policy
 from infaas_sim.query import Application, Level, Query, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
 from infaas_sim.variant import Variant
@@ -246,13 +246,14 @@ def test_parameters_are_validated() -> None:
 class Bench:
     """A cluster with instances loaded by hand, to ask the policy where a query goes."""
 
-    def __init__(self, variants: Sequence[Variant], apps: Sequence[Application], **params: object) -> None:
+    def __init__(self, variants: Sequence[Variant], apps: Sequence[Application],
+                 types: dict[str, InstanceType] | None = None, **params: object) -> None:  # fmt: skip
         self.catalog = Catalog(variants)
         self.apps = list(apps)
         self.env = simpy.Environment()
         ex = make_executor("sim")
         ex.bind(self.env, 0)
-        self.cluster = Cluster(self.env, self.catalog, ex, Recorder(self.catalog, apps), TYPES,
+        self.cluster = Cluster(self.env, self.catalog, ex, Recorder(self.catalog, apps), types or TYPES,
                                {CPU: "cpu", GPU: "gpu"})  # fmt: skip
         self.view = ClusterView(self.cluster)
         policy = make_policy("infaas", **params)
@@ -333,6 +334,50 @@ def test_autoscale_replicates_with_explicit_placement() -> None:
     assert len(loads) == 1 and all(x.worker_id == 0 and x.max_batch == 4 for x in loads)
     assert not any(isinstance(x, Unload) for x in actions)
     assert any(type(x).__name__ == "AddWorker" for x in actions)
+
+
+def test_overloaded_variant_replicates_while_its_upgrade_waits_for_a_slow_vm() -> None:
+    # The worker is full (one 8-core replica) and 100/s needs a second replica: the room limit
+    # forces the upgrade, whose GPU VM boots for 90 s. A CPU VM boots in 60 s, so the source
+    # asks for one as a stop-gap (its replica serves 30 s before the target), rather than
+    # stay overloaded until the GPU worker is up.
+    slow = {
+        "cpu": InstanceType("cpu", CPU, 8, 32768, 0.384, 60.0),
+        "gpu": InstanceType("gpu", GPU, 8, 62464, 3.06, 90.0, 1, 16384),
+    }
+    cpu8 = variant("r50-cpu8", CPU, 8, 4, 1500, 500, 20, 10)
+
+    def tick(gpu_up: bool) -> tuple[Bench, list[object]]:
+        bench = Bench([cpu8, R50_GPU], [task_app("x", 200, 0)], types=slow)
+        bench.policy.setup(bench.view, bench.apps, {})
+        iid = bench.load("r50-cpu8")
+        if gpu_up:
+            assert bench.cluster.add_worker("gpu", instant=True) is not None
+        for s in range(3):
+            for k in range(100):
+                bench.cluster.variant_input_meter.add(bench.cluster.instances[iid].vi, s + k / 100)
+        bench.env.run(until=3.0)
+        return bench, list(bench.policy.autoscale(bench.view))
+
+    bench, actions = tick(gpu_up=False)
+    assert bench.policy._trans  # the upgrade is pending
+    assert sorted(x.instance_type for x in actions if isinstance(x, AddWorker)) == ["cpu", "gpu"]
+    # With the GPU worker up, the upgrade loads at once and no CPU worker is asked for.
+    bench, actions = tick(gpu_up=True)
+    assert any(isinstance(x, Load) and x.variant_id == "r50-gpu" for x in actions)
+    assert [x.instance_type for x in actions if isinstance(x, AddWorker)] == []
+
+
+def test_downgrade_target_keeps_its_capacity_within_the_slo() -> None:
+    # A 50 ms application idles on the GPU: the cheapest CPU variant (31 ms) exceeds half the
+    # SLO, so a replica could not carry its counted 32/s within it; the 4-core one (18 ms) can.
+    slow2 = variant("m-cpu2", CPU, 2, 4, 900, 160, 3, 28, acc=0.71, arch="m")
+    fast4 = variant("m-cpu4", CPU, 4, 4, 900, 160, 2, 16, acc=0.71, arch="m")
+    gpu = variant("m-gpu", GPU, 1, 16, 600, 10, 0.55, 0.05, acc=0.71, arch="m")
+    bench = Bench([slow2, fast4, gpu], [task_app("i", 50, 0)], downgrade_holddown=1)
+    bench.policy.setup(bench.view, bench.apps, {})
+    target = bench.policy._downgrade_target(2, 50.0, 0.0, 1, 0.0)
+    assert target is not None and bench.catalog.variants[target[0]].variant_id == "m-cpu4"
 
 
 # --- the shared decision rules -----------------------------------------------------------------------
