@@ -6,7 +6,10 @@ A claim's measured value is computed per (scenario, baseline) cell as a ratio of
 with a 95% interval from a paired bootstrap over seeds (the same seed draws the same arrivals
 for every arm, so seeds pair; 2,000 resamples, a fixed generator, so the table is the same on
 every draw). "Up to" claims take the cell with the best point estimate; "average" claims take
-the geometric mean of the cells' finite ratios (and of their interval ends).
+the geometric mean of the cells' finite ratios (and of their interval ends). A claim against
+several baselines gets a second row against each scenario's *strongest* baseline (the least
+favourable cell of each scenario, then the best scenario), so that a claim that holds only
+against a weak baseline shows it.
 
 Kinds of measure (``better`` is the direction the paper claims):
 
@@ -134,8 +137,24 @@ def _fmt(kind: str, v: float) -> str:
     return f"{v:.2f}x" if kind.startswith("times") else f"{v:+.0%}"
 
 
-def judge(jobs: Sequence[Job], claim: Claim) -> Verdict:
+def strongest(found: Sequence[Cell], kind: str) -> list[Cell]:
+    """Per scenario, the cell of the baseline that does best against the system (the least
+    favourable ratio for the claim): an "up to" claim over these is the claim against each
+    scenario's strongest baseline, not its weakest."""
+    out: dict[str, Cell] = {}
+    for c in found:
+        if math.isnan(c.point):
+            continue
+        prev = out.get(c.scenario)
+        if prev is None or ((c.point > prev.point) if kind == "pct_at_most" else (c.point < prev.point)):
+            out[c.scenario] = c
+    return list(out.values())
+
+
+def judge(jobs: Sequence[Job], claim: Claim, against_strongest: bool = False) -> Verdict:
     found = cells(jobs, claim)
+    if against_strongest:
+        found = strongest(found, claim.kind)
     if not found:
         return Verdict(claim, None, math.nan, math.nan, math.nan, "not measured",
                        "none of its arms ran in this sweep", 0)  # fmt: skip
@@ -194,11 +213,14 @@ def claims_markdown(jobs: Sequence[Job], claims: Sequence[Claim], title: str = "
         "|---" * 7 + "|",
     ]
     for claim in claims:
-        v = judge(jobs, claim)
         note = f" ({claim.note})" if claim.note else ""
-        interval = f"[{_fmt(claim.kind, v.low)}, {_fmt(claim.kind, v.high)}]"
-        lines.append(f"| {claim.paper} | {claim.text}{note} | {_fmt(claim.kind, v.point)} | {interval} | "
-                     f"**{v.verdict}** | {v.reason} |")  # fmt: skip
+        several = len(claim.baselines) > 1 and not claim.average
+        for against_strongest in (False, True) if several else (False,):
+            v = judge(jobs, claim, against_strongest)
+            interval = f"[{_fmt(claim.kind, v.low)}, {_fmt(claim.kind, v.high)}]"
+            which = "; against each scenario's strongest baseline" if against_strongest else ""
+            lines.append(f"| {claim.paper} | {claim.text}{note}{which} | {_fmt(claim.kind, v.point)} | {interval} | "
+                         f"**{v.verdict}** | {v.reason} |")  # fmt: skip
         for c in cells(jobs, claim):
             ci = f"[{_fmt(claim.kind, c.low)}, {_fmt(claim.kind, c.high)}]"
             details.append(f"| {claim.paper} | {claim.text} | {c.scenario} | {c.baseline} | "

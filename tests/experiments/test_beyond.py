@@ -97,6 +97,10 @@ def test_every_arm_runs_its_policy_on_cpu_workers(arm: str) -> None:
     # In the experiment: a fixed node pool of 16 nodes, as the papers' Kubernetes testbeds.
     cfg = composed("+experiment=beyond", "+scenario=beyond_synthetic", f"+arm={arm}")
     assert cfg["cluster"]["min_workers"] == {"cpu": 16} and cfg["cluster"]["max_workers"] == {"cpu": 16}
+    # VM autoscaling instead, as docs/beyond.md shows it.
+    cfg = composed("+experiment=beyond", "+scenario=beyond_synthetic", f"+arm={arm}", "cluster.min_workers.cpu=0",
+                   "cluster.max_workers.cpu=100")  # fmt: skip
+    assert cfg["cluster"]["min_workers"] == {"cpu": 0} and cfg["cluster"]["max_workers"] == {"cpu": 100}
 
 
 def test_each_paper_meets_its_own_baselines() -> None:

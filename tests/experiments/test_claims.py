@@ -117,3 +117,16 @@ def test_equal_arms_are_no_difference_not_a_loss() -> None:
     lower = Claim("InfAdapter", "33% lower cost", "total_cost", "pct_fewer", 0.33, "sys", ("base",))
     v = judge(jobs, lower)
     assert v.verdict == "does not hold" and "no difference" in v.reason
+
+
+def test_a_claim_against_several_baselines_is_also_judged_against_each_scenarios_strongest() -> None:
+    # 10x fewer violations than a weak baseline, none fewer than a strong one: "up to" holds
+    # against the weak one, and the second row says it does not against the strongest.
+    jobs = _jobs({("s", "sys"): [0.010, 0.011, 0.009], ("s", "weak"): [0.10, 0.11, 0.09],
+                  ("s", "strong"): [0.010, 0.011, 0.009]})  # fmt: skip
+    claim = Claim("P", "2x fewer", "slo_violation_rate", "times_fewer", 2.0, "sys", ("weak", "strong"))
+    assert judge(jobs, claim).verdict == "holds"
+    v = judge(jobs, claim, against_strongest=True)
+    assert v.cell is not None and v.cell.baseline == "strong" and v.verdict == "does not hold"
+    text = claims_markdown(jobs, [claim])
+    assert "against each scenario's strongest baseline" in text
