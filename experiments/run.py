@@ -51,5 +51,16 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     return json.loads(json.dumps(s, default=str))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script: the Hydra app. A sweep any of whose jobs failed (each with its
+    one-line error in its folder, listed on stderr after the summary) exits with status 2."""
+    from experiments import sweep
+
+    sweep.FAILED.clear()
     main()
+    if sweep.FAILED:
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

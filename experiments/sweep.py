@@ -1,10 +1,13 @@
 """Hydra callback: after a multirun, gather every job's summary.json into one table; after a
 reproduction sweep (jobs labelled ``+arm=...``, experiment=reproduce / quick), also write the
-comparison tables and figures per scenario (infaas_sim/report.py)."""
+comparison tables and figures per scenario (infaas_sim/report.py). Jobs that failed are listed
+on stderr with their one-line errors and kept in :data:`FAILED`, so that the command exits
+non-zero (``experiments.run.cli``): a sweep that lost jobs is never mistaken for a complete one."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,10 @@ def collect(sweep_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# "<job folder>: <error>" for each job of the last multirun in this process that failed.
+FAILED: list[str] = []
+
+
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -65,3 +72,10 @@ class SweepSummary(Callback):
             from experiments.report import print_report
 
             print_report(write_report(sweep_dir, claims=claims_for), sweep_dir)
+        failed = [f"{row['job']}: {row['error']}" for _, row in table.iterrows()
+                  if isinstance(row.get("error"), str)] if "error" in table else []  # fmt: skip
+        FAILED[:] = failed
+        if failed:
+            print(f"error: {len(failed)} of {len(table)} jobs failed:", file=sys.stderr)
+            for line in failed:
+                print(f"  {line}", file=sys.stderr)

@@ -52,6 +52,12 @@ def _number(section: str, key: str, value: Any, kind: type = float) -> Any:
         raise ConfigError(f"config: {section}.{key} must be a {kind.__name__}, got {value!r}") from None
 
 
+def _flag(section: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):  # bool("maybe") is True: a typo must not switch a flag on
+        raise ConfigError(f"config: {section}.{key} must be true or false, got {value!r}")
+    return value
+
+
 def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
     apps_cfg = cfg.get("apps")
     if not apps_cfg:
@@ -224,7 +230,7 @@ def build_run(cfg: Mapping[str, Any]) -> RunSpec:
         seed=_number("run", "seed", cfg.get("seed", 0), int),
         drain_s=_number("run", "drain_s", cfg.get("drain_s", 60)),
         sample_s=_number("run", "sample_s", cfg.get("sample_s", 1.0)),
-        progress=bool(cfg.get("progress", False)),
+        progress=_flag("run", "progress", cfg.get("progress", False)),
         faults=tuple(faults),
     )
 

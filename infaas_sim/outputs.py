@@ -6,6 +6,7 @@ a folder with a summary is complete, and a failed run leaves only ``error.txt``.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import shutil
@@ -35,10 +36,11 @@ def write_run(result: RunResult, out_dir: str | Path, figures: bool = True) -> P
     result.queries.to_parquet(stage / "queries.parquet", index=False)
     result.timeline.to_parquet(stage / "timeline.parquet", index=False)
     result.instances.to_parquet(stage / "instances.parquet", index=False)
-    with open(stage / "actions.csv", "w") as f:
-        f.write("t,action\n")
-        for t, a in result.actions:
-            f.write(f'{t:.6f},"{a}"\n')
+    # The csv module quotes what needs it, so any variant id (a comma, a quote) round-trips.
+    with open(stage / "actions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("t", "action"))
+        writer.writerows((f"{t:.6f}", a) for t, a in result.actions)
     if figures:
         (stage / "figures").mkdir()
         title = f"{result.summary.get('policy', '')}"

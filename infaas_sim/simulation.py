@@ -64,6 +64,10 @@ class ClusterSpec:
         for k, n in {**self.min_workers, **self.max_workers}.items():
             if n < 0:
                 raise ConfigError(f"cluster worker limits must be >= 0, got {n} for {k}")
+        for k, n in self.min_workers.items():
+            cap = self.max_workers.get(k)
+            if cap is not None and n > cap:
+                raise ConfigError(f"cluster.min_workers.{k.value} ({n}) exceeds cluster.max_workers.{k.value} ({cap})")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class RunSpec:
             raise ConfigError(f"run.duration_s must be > 0, got {self.duration_s}")
         if self.drain_s < 0 or self.sample_s <= 0:
             raise ConfigError("run.drain_s must be >= 0 and run.sample_s > 0")
+        if self.seed < 0:  # numpy's generators take no negative seed
+            raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,14 @@ def test_a_run_writes_records_timeline_summary_and_figures(tmp_path: Path) -> No
         ("workload.apps.0.slo_ms=0.01", "no variant meets"),
         ("policy.params.max_replicas=many", "max_replicas"),
         ("catalog.path=/nonexistent/catalog.csv", "not found"),
+        ("run.seed=-1", "run.seed must be >= 0"),
+        ("run.progress=maybe", "run.progress must be true or false"),
+        ("cluster.min_workers.cpu=30", "exceeds cluster.max_workers.cpu"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_no_results(tmp_path: Path, override: str, needle: str) -> None:
-    proc = cli(tmp_path, *SHORT, "workload=single", override)
+    key = override.split("=")[0]
+    proc = cli(tmp_path, *[a for a in SHORT if a.split("=")[0] != key], "workload=single", override)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
@@ -81,6 +85,19 @@ def test_sweep_runs_each_job_in_its_folder_and_summarises(tmp_path: Path) -> Non
     assert len(table) == 2
     assert sorted(table["queries"]) == sorted(table["queries"]) and table["queries"].iloc[0] != table["queries"].iloc[1]
     assert all((tmp_path / "sweep" / job / "summary.json").is_file() for job in table["job"])
+
+
+def test_a_sweep_that_loses_a_job_exits_non_zero_and_lists_it(tmp_path: Path) -> None:
+    # One good job and one with an impossible SLO: the good one's outputs are complete, the
+    # failed one is listed with its one-line error, and the sweep's exit status says so.
+    proc = cli(tmp_path, "-m", *SHORT, "workload=single", "workload.apps.0.slo_ms=200,0.01")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("error: 1 of 2 jobs failed"))
+    assert "no variant meets" in lines[head + 1] and "slo_ms=0.01" in lines[head + 1]
+    table = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
+    ok = table[table["error"].isna()]
+    assert len(ok) == 1 and (tmp_path / "sweep" / ok["job"].iloc[0] / "summary.json").is_file()
 
 
 def test_the_installed_command_finds_its_config_from_any_folder(tmp_path: Path) -> None:
