@@ -300,19 +300,15 @@ class Room:
         self.units: dict[int, float] = {}  # wid -> cores taken (+) or freed (-) this tick
         # devices on workers asked for this tick, per (kind, worker pool)
         self.coming: dict[tuple[HardwareKind, str | None], int] = {}
-        self.growing: set[HardwareKind] = set()  # kinds added to on workers of no pool
-        self.growing_pools: set[tuple[HardwareKind, str]] = set()  # ... and on pooled workers
+        self.growing: set[tuple[HardwareKind, str | None]] = set()  # (kind, worker pool) added to
 
     def grow(self, kind: HardwareKind, pool: str | None = None) -> None:
         """Note that this tick adds replicas of ``kind`` in ``pool`` (its idle workers stay)."""
-        if pool is None:
-            self.growing.add(kind)
-        else:
-            self.growing_pools.add((kind, pool))
+        self.growing.add((kind, pool))
 
     def grows(self, w: WorkerView) -> bool:
         """This tick adds replicas that may go to worker ``w``."""
-        return w.kind in self.growing if w.pool is None else (w.kind, w.pool) in self.growing_pools
+        return (w.kind, w.pool) in self.growing
 
     def gpu_worker(self, v: Variant, pool: str | None = None) -> int | None:
         """A ready (else starting) GPU worker of ``pool`` with a device and memory free for ``v``."""

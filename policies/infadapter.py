@@ -456,7 +456,7 @@ class InfAdapterPolicy(Policy):
                     keep.append(match)
             self.retiring.update(i.iid for i in pool)  # replicas the plan no longer has
             for c in missing:
-                room.growing.add(HardwareKind.CPU)
+                room.grow(HardwareKind.CPU)
                 actions.append(self._load_action(j, c))
             if missing or any(i.state is not InstanceState.READY for i in keep):
                 complete = False

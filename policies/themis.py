@@ -571,7 +571,7 @@ class ThemisPolicy(Policy):
     def _load(self, room: Room, st: StageState, n: int, cores: int, batch: int) -> list[Action]:
         if n <= 0:
             return []
-        room.growing.add(HardwareKind.CPU)
+        room.grow(HardwareKind.CPU)
         return [Load(st.variant.variant_id, cores=cores, max_batch=batch, allow_new_worker=True)] * n
 
     @staticmethod
