@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from infaas_sim.executor import register_executor
-from infaas_sim.realtime import RunnerExecutor, register_runner
+from infaas_sim.realtime import RunnerExecutor, register_builder, register_runner
 
 
 def _sdk() -> tuple[str, Any] | None:
@@ -49,6 +49,7 @@ def neuron_absent() -> str | None:
     return None
 
 
+@register_builder("neuron")
 def compile_neuron(module: Any, example: np.ndarray, out_path: Path, cores: int, max_batch: int) -> Path:
     """Trace ``module`` for batches of ``max_batch`` on ``cores`` NeuronCores; save TorchScript."""
     import torch

@@ -105,6 +105,25 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+
+def _reachable(address: str, timeout_s: float) -> None:
+    """A ``host:port`` (or ``ray://host:port``) address answers within ``timeout_s``, else a
+    one-line error: ray.init itself retries a dead address for minutes."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'auto' and other forms: Ray resolves them
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"executor ray: cannot reach Ray at {address!r} within {timeout_s:g} s "
+            f"({reason}; executor.params.connect_timeout_s)"
+        ) from None
+
 @register_executor("ray")
 class RayExecutor(Executor):
     realtime = True
@@ -123,11 +142,16 @@ class RayExecutor(Executor):
         shutdown: bool | None = None,
         prestart: Mapping[str, int] | None = None,
         preload: Sequence[str] = (),
+        connect_timeout_s: float = 10.0,
     ) -> None:
         if not isinstance(address, str) or not address:
             raise ConfigError(f"executor ray: address must be 'local' or a Ray address, got {address!r}")
         if num_cpus is not None and not num_cpus > 0:
             raise ConfigError(f"executor ray: num_cpus must be > 0, got {num_cpus}")
+        timeout = connect_timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ConfigError(f"executor ray: connect_timeout_s must be > 0, got {connect_timeout_s!r}")
+        self.connect_timeout_s = float(connect_timeout_s)
         if not placement_timeout_s > 0:
             raise ConfigError(f"executor ray: placement_timeout_s must be > 0, got {placement_timeout_s}")
         if max_concurrency < 1:
@@ -191,6 +215,7 @@ class RayExecutor(Executor):
             kw["num_cpus"] = self.num_cpus
         else:
             kw["address"] = self.address
+            _reachable(self.address, self.connect_timeout_s)
         try:
             ray.init(**kw)
         except Exception as exc:  # any failure to start or join is a config error
@@ -365,7 +390,7 @@ class RayExecutor(Executor):
         slot = self._slot_for(instance)
         event = self.env.event()
         spec = LoadSpec(instance.iid, instance.variant, instance.cores)
-        self._watch(slot.handle.run.remote(spec, inputs), event, slot)
+        self._watch(slot.handle.run.remote(spec, inputs, instance.worker.slowdown), event, slot)
         event.callbacks.append(self._note_compute)
         return event
 

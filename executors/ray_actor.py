@@ -191,14 +191,18 @@ class WorkerRuntime:
             self.sessions[spec.iid] = session
             return time.perf_counter() - t0
 
-    def run(self, spec: LoadSpec, inputs: int) -> float:
+    def run(self, spec: LoadSpec, inputs: int, slowdown: float = 1.0) -> float:
         """Run one batch of ``inputs`` on ``spec``'s instance; the seconds the runtime took
-        (a lazy load before it not counted)."""
+        (a lazy load before it not counted). A worker slowed down (a slowdown fault) holds
+        the batch ``slowdown`` times as long."""
         session = self.sessions.get(spec.iid)
         if session is None:
             self.load(spec)
             session = self.sessions[spec.iid]
         seconds = session.run_batch(inputs)
+        if slowdown > 1:
+            time.sleep(seconds * (slowdown - 1))
+            seconds *= slowdown
         self.batches += 1
         return seconds
 

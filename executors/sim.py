@@ -1,9 +1,10 @@
 """The simulated executor: loads and batches take their profiled latency.
 
-An optional noise model multiplies each batch's latency by a log-normal factor with mean 1
-and coefficient of variation ``noise_cv`` (fit it to real measurements: the profiler's p99 /
-p50 ratio gives the spread). Draws come in blocks from one seeded generator, so a run is
-reproducible bit for bit.
+Each batch's latency is multiplied by a log-normal factor with mean 1 and coefficient of
+variation (std / mean) the variant's measured run-to-run spread, the catalog's ``latency_cv``
+(the profiler's; 0 where a row has none, as the modelled accelerator rows: deterministic).
+``noise_cv`` set to a number uses that spread for every variant instead (0: no noise). Draws
+come in blocks from one seeded generator, so a run is reproducible bit for bit.
 """
 
 from __future__ import annotations
@@ -27,28 +28,36 @@ _BLOCK = 4096
 
 @register_executor("sim")
 class SimExecutor(Executor):
-    def __init__(self, noise_cv: float = 0.0) -> None:
-        if noise_cv < 0:
+    def __init__(self, noise_cv: float | None = None) -> None:
+        if noise_cv is not None and (isinstance(noise_cv, bool) or not isinstance(noise_cv, int | float)):
+            raise ConfigError(f"executor sim: noise_cv must be a number or null (the catalog's), got {noise_cv!r}")
+        if noise_cv is not None and not noise_cv >= 0:
             raise ConfigError(f"executor sim: noise_cv must be >= 0, got {noise_cv}")
         self.noise_cv = noise_cv
-        self._noise: list[float] = []
+        self._normals: list[float] = []
+        # cv -> (mu, sigma) of the log-normal with mean 1 and that coefficient of variation
+        self._shape: dict[float, tuple[float, float]] = {}
 
     def bind(self, env: simpy.Environment, seed: int) -> None:
         super().bind(env, seed)
         self._rng = np.random.default_rng([seed, 0x51A])
-        self._noise = []
+        self._normals = []
 
-    def _factor(self) -> float:
-        if not self._noise:
-            s2 = math.log1p(self.noise_cv**2)
-            self._noise = self._rng.lognormal(-s2 / 2, math.sqrt(s2), _BLOCK).tolist()
-        return self._noise.pop()
+    def _factor(self, cv: float) -> float:
+        shape = self._shape.get(cv)
+        if shape is None:
+            s2 = math.log1p(cv**2)
+            shape = self._shape[cv] = (-s2 / 2, math.sqrt(s2))
+        if not self._normals:
+            self._normals = self._rng.standard_normal(_BLOCK).tolist()
+        return math.exp(shape[0] + shape[1] * self._normals.pop())
 
     def load(self, instance: Instance) -> simpy.Event:
         return self.env.timeout(instance.variant.load_latency_ms / 1000)
 
     def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
         ms = instance.latency_table[inputs] * instance.worker.slowdown
-        if self.noise_cv:
-            ms *= self._factor()
+        cv = instance.variant.latency_cv if self.noise_cv is None else self.noise_cv
+        if cv:
+            ms *= self._factor(cv)
         return self.env.timeout(ms / 1000)

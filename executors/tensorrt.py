@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from infaas_sim.executor import register_executor
-from infaas_sim.realtime import RunnerExecutor, register_runner
+from infaas_sim.realtime import RunnerExecutor, register_builder, register_runner
 
 
 def trt_absent() -> str | None:
@@ -44,6 +44,7 @@ def _logger() -> Any:
     return trt.Logger(trt.Logger.WARNING)
 
 
+@register_builder("tensorrt")
 def build_engine(onnx_path: Path, out_path: Path, precision: str, max_batch: int, workspace_mb: int = 1024) -> Path:
     """Build and serialize an engine for batches 1..``max_batch`` (optimised for ``max_batch``)."""
     import tensorrt as trt

@@ -13,7 +13,9 @@
 
 Profile-to-sim mappings (``sim_mappings``), all but ``replay`` predicted from measurements taken
 before the runs: ``raw`` simulates the profiled medians as they are (the runtime alone, back to
-back), deterministically; ``calibrated`` simulates the medians of a *serving-path profile*
+back), deterministically; ``profiled`` is what the ``sim`` executor does by default with a
+profiled catalog: the same medians with the profiler's run-to-run spread (``latency_cv``) as
+log-normal noise; ``calibrated`` simulates the medians of a *serving-path profile*
 (:func:`infaas_sim.profiling.serving.profile_serving`: batches of each size through the real
 executor on the wall-clock loop, dispatched from timer events after idle gaps, timed as the
 cluster times a batch: loop lag, thread hand-offs, a runtime cold after idling) with its
@@ -56,7 +58,7 @@ from infaas_sim.realtime import RunnerExecutor
 from infaas_sim.simulation import RunResult, RunSpec, Workload, run_simulation
 
 CONF = Path(__file__).parent / "conf" / "fidelity" / "default.yaml"
-MAPPINGS = ("raw", "calibrated", "served", "replay")
+MAPPINGS = ("raw", "profiled", "calibrated", "served", "replay")
 METRICS = (
     ("latency_p50_ms", "p50 latency (ms)", "rel"),
     ("latency_p99_ms", "p99 latency (ms)", "rel"),
@@ -160,7 +162,7 @@ def run_fidelity(cfg: Any) -> dict[str, Any]:
             str(cat_path), vid, cluster_conf, float(cfg.calibration_load) * capacity,  # type: ignore[arg-type]
             float(cfg.calibration_s), seed=int(cfg.seed) + 1000,
         )  # fmt: skip
-    arms = {"raw": (catalog, 0.0)}
+    arms: dict[str, tuple[Catalog, float | None]] = {"raw": (catalog, 0.0), "profiled": (catalog, None)}
     if serving is not None:
         arms["calibrated"] = (sim_catalog(catalog, vid, serving.points()), serving.cv())
     cluster = build_cluster(cluster_conf)  # type: ignore[arg-type]

@@ -42,10 +42,15 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "profile": (str, False),  # "batch:ms;batch:ms" measured points
     "gflops": (float, False),
     "source": (str, False),
+    # run-to-run spread of a batch's latency (std / mean), as profiled; the sim executor's
+    # default noise. 0 (or absent): no measured spread, the latency is deterministic.
+    "latency_cv": (float, False),
 }
 COLUMNS = list(SCHEMA)
 
 DEFAULT_CATALOG = "default"
+# Catalogs embedded in the package, by the name a config gives as its path.
+EMBEDDED = {"default": "default.csv", "neuron_batched": "neuron_batched.csv", "cpu_measured": "cpu_measured.csv"}
 
 
 def _parse_profile(text: str) -> tuple[tuple[int, float], ...]:
@@ -57,13 +62,13 @@ def _parse_profile(text: str) -> tuple[tuple[int, float], ...]:
         b, ms = item.split(":")
         pts.append((int(b), float(ms)))
     pts.sort()
-    if len({b for b, _ in pts}) != len(pts) or any(b < 1 or ms <= 0 for b, ms in pts):
-        raise ValueError("batches must be distinct and >= 1, latencies > 0")
+    if len({b for b, _ in pts}) != len(pts) or any(b < 1 or not 0 < ms < math.inf for b, ms in pts):
+        raise ValueError("batches must be distinct and >= 1, latencies finite and > 0")
     return tuple(pts)
 
 
 def _cell(value: Any, typ: type, required: bool) -> Any:
-    missing = value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+    missing = value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
     if missing:
         if required:
             raise ValueError("missing value")
@@ -104,7 +109,7 @@ def variant_from_row(row: dict[str, Any], where: str) -> Variant:
     for col in ("allocation", "memory_mb"):
         if values[col] <= 0:
             raise bad(col, "expected a positive number")
-    for col in ("load_latency_ms", "latency_intercept_ms", "latency_slope_ms"):
+    for col in ("load_latency_ms", "latency_intercept_ms", "latency_slope_ms", "latency_cv"):
         if values[col] < 0:
             raise bad(col, "expected a number >= 0")
     try:
@@ -128,7 +133,8 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
     state = {"line": 0, "start": 0}
 
     def physical() -> Iterator[str]:
-        with path.open(newline="", encoding="utf-8") as f:
+        # utf-8-sig: a header written by a spreadsheet starts with a byte-order mark.
+        with path.open(newline="", encoding="utf-8-sig") as f:
             for text in f:
                 state["line"] += 1
                 if text.startswith("#"):
@@ -145,6 +151,10 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
         start, state["start"] = state["start"], 0
         if header is None:
             header = [c.strip() for c in row]
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:
+                named = ", ".join(map(repr, twice))
+                raise CatalogError(f"{path.name} row {start}: column(s) {named} appear twice in the header")
             continue
         if not any(cell.strip() for cell in row):
             continue  # a blank line
@@ -246,9 +256,10 @@ class Catalog:
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:
-        """Load a catalog from CSV or Parquet; ``default`` is the embedded default catalog."""
-        if str(path) == DEFAULT_CATALOG:
-            ref = resources.files("infaas_sim") / "catalogs" / "default.csv"
+        """Load a catalog from CSV or Parquet; ``default``, ``neuron_batched`` and ``cpu_measured``
+        name the embedded catalogs (docs/catalog.md)."""
+        if str(path) in EMBEDDED:
+            ref = resources.files("infaas_sim") / "catalogs" / EMBEDDED[str(path)]
             with resources.as_file(ref) as p:
                 return cls.load(p)
         p = Path(path)

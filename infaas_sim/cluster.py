@@ -149,6 +149,7 @@ class Instance:
     __slots__ = (
         "batches_done",
         "busy",
+        "busy_start",
         "busy_time",
         "busy_until",
         "cluster",
@@ -215,6 +216,7 @@ class Instance:
         self.inflight: list[Query] = []
         self.inflight_inputs = 0
         self.busy = False
+        self.busy_start = 0.0
         self.busy_until = 0.0
         self.ready_at = math.inf
         self.idle_since = 0.0
@@ -278,6 +280,32 @@ class Instance:
             t += ((q // mb) * table[mb] + (table[rest] if rest else 0.0)) / 1000
         return t
 
+    def admission_wait_s(self, now: float) -> float:
+        """The wait a query queued now should expect, for admission: :meth:`backlog_s` (the
+        instance's state: its worker's start-up and its own loading, the running batch, the
+        queue in full batches) with the running batch and the queue taken at the pace the
+        instance really runs: the observed / profiled ratio of its recent batches, or its
+        worker's slowdown if that is worse (a fault, a runtime slower than its profile)."""
+        pace = self.latency_ratio if self.batches_done else 1.0
+        slow = self.worker.slowdown
+        pace = slow if slow > pace else pace
+        if self.state is _LOADING:
+            t = self.ready_at - now
+            t = t if t > 0.0 else 0.0
+        else:
+            t = 0.0
+        if self.busy:
+            # busy_until assumed the profiled latency: the batch ends later at a slower pace.
+            d = self.busy_start + (self.busy_until - self.busy_start) * pace - now
+            t += d if d > 0.0 else 0.0
+        q = self.queued_inputs
+        if q:
+            mb = self.max_batch
+            table = self.latency_table
+            rest = q % mb
+            t += pace * ((q // mb) * table[mb] + (table[rest] if rest else 0.0)) / 1000
+        return t
+
     # --- batcher ------------------------------------------------------------------------
     def enqueue(self, q: Query, now: float) -> None:
         """Queue ``q`` at ``now`` (the caller's clock reading: one fewer per query)."""
@@ -294,6 +322,12 @@ class Instance:
             return
         env = self.cluster.env
         now = env.now
+        if now - self.queue[0].enqueued > self.cluster.max_queue_s:
+            self._drop_stale(now)
+            if not self.queue:
+                if st is _DRAINING:
+                    self.cluster._finish_unload(self)
+                return
         if self.queued_inputs < self.max_batch and self.max_wait_s > 0:
             head = self.queue[0]
             # The oldest query's wait counts from when it could first have run: its arrival
@@ -314,6 +348,22 @@ class Instance:
             w.device_busy += 1
         self.device_wait_since = -1.0
         self._dispatch(now)
+
+    def _drop_stale(self, now: float) -> None:
+        """The wait bound holds for every query that runs: one that has waited past it (its
+        instance slower than admission expected: a fault, a runtime slower than its profile)
+        is dropped with the reason instead of run late, as IPA's queues drop requests past
+        their deadline. So no served query waits longer than max_queue_s before its batch."""
+        queue, bound = self.queue, self.cluster.max_queue_s
+        rec = self.cluster.recorder
+        while queue and now - queue[0].enqueued > bound:
+            q = queue.popleft()
+            self.queued_inputs -= q.batch
+            reason = (
+                f"dropped after waiting {now - q.enqueued:.3g} s for {self.variant.variant_id} on worker "
+                f"{self.worker.wid}: over cluster.max_queue_s {bound:g} s"
+            )
+            rec.rejected(q, reason, now)
 
     def _on_timer(self, _ev: simpy.Event) -> None:
         if self.timer_at <= self.cluster.env.now:
@@ -351,6 +401,7 @@ class Instance:
         self.inflight = batch
         self.inflight_inputs = inputs
         start = now
+        self.busy_start = now
         self.busy_until = now + self.latency_table[min(inputs, len(self.latency_table) - 1)] / 1000
         ev = self.cluster.executor.run(self, inputs, batch)
         ev.callbacks.append(lambda e: self._on_done(e, batch, inputs, start))

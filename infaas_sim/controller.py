@@ -2,8 +2,11 @@
 
 ``submit`` takes one query: it looks up the variants that can meet the query's requirement
 (a memoised catalog index), asks the policy where to run it, and queues it there, or records
-the rejection with its reason. Admission control rejects a query whose instance's queue is
-already longer than ``max_queue_s`` of work, so that memory stays bounded under overload.
+the rejection with its reason. Admission control rejects a query whose expected wait on its
+instance is over ``cluster.max_queue_s`` (:meth:`~infaas_sim.cluster.Instance.admission_wait_s`:
+the instance's state, its worker's start-up and loading included, and the pace it really runs
+at), so that memory stays bounded under overload; the batcher drops a queued query that has
+waited past the bound all the same, so no query runs after waiting longer.
 
 Pipelines: when a non-final stage of a query completes, the recorder hands it back here and
 the next stage is submitted at that same instant (from a zero-delay event, so that it is
@@ -76,11 +79,12 @@ class Controller:
         else:
             rec.rejected(q, d.reason, now)
             return
-        mb = inst.max_batch
-        if inst.queued_inputs and inst.queued_inputs * inst.latency_table[mb] / mb > cluster.max_queue_s * 1000:
+        wait = inst.admission_wait_s(now)
+        if wait > cluster.max_queue_s:
             rec.rejected(
                 q,
-                f"queue of {inst.variant.variant_id} on worker {inst.worker.wid} exceeds {cluster.max_queue_s:g} s",
+                f"expected wait {wait:.3g} s for {inst.variant.variant_id} on worker {inst.worker.wid} "
+                f"exceeds cluster.max_queue_s {cluster.max_queue_s:g} s",
                 now,
             )
             return

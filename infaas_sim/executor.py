@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import simpy
 
 from infaas_sim.errors import ConfigError
+from infaas_sim.registry import Registry
 
 if TYPE_CHECKING:
     from infaas_sim.cluster import Instance
@@ -51,32 +52,29 @@ class Executor(ABC):
         """Release runtime resources at the end of a run."""
 
 
-_EXECUTORS: dict[str, Callable[..., Executor]] = {}
+def _name_executor(name: str, cls: type[Executor]) -> None:
+    cls.name = name
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor", "infaas_sim.executors", _name_executor)
 E = TypeVar("E", bound=type[Executor])
 
 
 def register_executor(name: str) -> Callable[[E], E]:
     def deco(cls: E) -> E:
-        if name in _EXECUTORS:
-            raise ValueError(f"executor {name!r} registered twice")
-        cls.name = name
-        _EXECUTORS[name] = cls
+        EXECUTORS.add(name, cls)
         return cls
 
     return deco
 
 
 def executor_names() -> list[str]:
-    import executors  # noqa: F401  (registers the built-in executors)
-
-    return sorted(_EXECUTORS)
+    return EXECUTORS.names()
 
 
 def make_executor(name: str, **params: Any) -> Executor:
-    names = executor_names()
-    if name not in _EXECUTORS:
-        raise ConfigError(f"unknown executor {name!r} (known: {', '.join(names)})")
+    cls = EXECUTORS.get(name)
     try:
-        return _EXECUTORS[name](**params)
+        return cls(**params)
     except TypeError as exc:
         raise ConfigError(f"executor {name!r}: {exc}") from None

@@ -21,6 +21,7 @@ from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, HardwareKind, InstanceTy
 from infaas_sim.policy import WorkloadHint, make_policy
 from infaas_sim.query import Application, Level, Pipeline, Requirement
 from infaas_sim.simulation import ClusterSpec, Fault, RunResult, RunSpec, Workload, run_simulation
+from infaas_sim.trace import assign_apps, make_trace
 
 
 def _section(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -162,9 +163,6 @@ def build_workload(
     seed: int,
     workload_cfg: Mapping[str, Any] | None = None,
 ) -> Workload:
-    from traces import make_trace
-    from traces.mix import assign_apps
-
     params = dict(trace_cfg)
     name = params.pop("name", None)
     if not name:
@@ -185,20 +183,22 @@ def build_cluster(cfg: Mapping[str, Any]) -> ClusterSpec:
     types: dict[str, InstanceType] = dict(DEFAULT_INSTANCE_TYPES)
     for tname, t in dict(cfg.get("instance_types") or {}).items():
         t = dict(t)
+        where = f"cluster.instance_types.{tname}"
+        _only(where, t, {f.name for f in fields(InstanceType)} - {"name"})
         try:
             types[tname] = InstanceType(
                 name=tname,
                 kind=parse_kind(str(t["kind"])),
-                vcpus=int(t["vcpus"]),
-                memory_mb=int(t["memory_mb"]),
-                price_per_hour=float(t["price_per_hour"]),
-                startup_s=float(t.get("startup_s", 60.0)),
-                accelerators=int(t.get("accelerators", 0)),
-                accelerator_memory_mb=int(t.get("accelerator_memory_mb", 0)),
+                vcpus=_number(where, "vcpus", t["vcpus"], int),
+                memory_mb=_number(where, "memory_mb", t["memory_mb"], int),
+                price_per_hour=_number(where, "price_per_hour", t["price_per_hour"]),
+                startup_s=_number(where, "startup_s", t.get("startup_s", 60.0)),
+                accelerators=_number(where, "accelerators", t.get("accelerators", 0), int),
+                accelerator_memory_mb=_number(where, "accelerator_memory_mb", t.get("accelerator_memory_mb", 0), int),
                 source=str(t.get("source", "config")),
             )
         except KeyError as exc:
-            raise ConfigError(f"config: cluster.instance_types.{tname} needs {exc.args[0]}") from None
+            raise ConfigError(f"config: {where} needs {exc.args[0]}") from None
     by_kind = {parse_kind(k): str(v) for k, v in dict(cfg.get("workers") or {}).items()}
     if not by_kind:
         raise ConfigError("config: cluster.workers must map at least one hardware kind to an instance type")

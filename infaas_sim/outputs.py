@@ -1,7 +1,10 @@
 """Writing a run's outputs: Parquet records, JSON summary, PNG figures.
 
-Files are written into a staging folder and moved into place; ``summary.json`` goes last, so
-a folder with a summary is complete, and a failed run leaves only ``error.txt``.
+Nothing a run writes can be mistaken for another run's: an earlier run's results in the same
+folder are first moved into ``.previous/<n>/`` (never deleted: a file this run did not write is
+not this run's to delete). Files are written into a fresh staging folder and moved into place;
+``summary.json`` goes last, so a folder with a summary holds one run's outputs, whole; an
+interrupted run's summary says ``"complete": false``; a failed run leaves only ``error.txt``.
 """
 
 from __future__ import annotations
@@ -10,13 +13,32 @@ import csv
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from infaas_sim.figures import plot_latency_cdf, plot_timeline
 from infaas_sim.simulation import RunResult
 
 OUTPUT_FILES = ("queries.parquet", "timeline.parquet", "instances.parquet", "actions.csv")
+# Everything a run may leave in its folder (besides Hydra's own .hydra/ and run.log).
+RESULT_NAMES = (*OUTPUT_FILES, "summary.json", "figures", "error.txt")
+
+
+def retire_previous(out_dir: str | Path) -> Path | None:
+    """Move an earlier run's results out of ``out_dir`` into ``.previous/<n>/``; the folder
+    they went to, or None when there were none."""
+    out = Path(out_dir)
+    found = [out / n for n in RESULT_NAMES if (out / n).exists()]
+    if not found:
+        return None
+    n = 1
+    while (out / ".previous" / str(n)).exists():
+        n += 1
+    dest = out / ".previous" / str(n)
+    dest.mkdir(parents=True)
+    for p in found:
+        p.replace(dest / p.name)
+    return dest
 
 
 def _clean(obj: Any) -> Any:
@@ -30,9 +52,23 @@ def _clean(obj: Any) -> Any:
 def write_run(result: RunResult, out_dir: str | Path, figures: bool = True) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stage = out / ".staging"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
+    retire_previous(out)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        _write_files(result, stage, figures)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # our own staging folder only
+        raise
+    for p in stage.iterdir():
+        p.replace(out / p.name)
+    stage.rmdir()
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(_clean(result.summary), indent=2, sort_keys=True))
+    tmp.replace(out / "summary.json")
+    return out
+
+
+def _write_files(result: RunResult, stage: Path, figures: bool) -> None:
     result.queries.to_parquet(stage / "queries.parquet", index=False)
     result.timeline.to_parquet(stage / "timeline.parquet", index=False)
     result.instances.to_parquet(stage / "instances.parquet", index=False)
@@ -42,29 +78,19 @@ def write_run(result: RunResult, out_dir: str | Path, figures: bool = True) -> P
         writer.writerow(("t", "action"))
         writer.writerows((f"{t:.6f}", a) for t, a in result.actions)
     if figures:
+        from infaas_sim.figures import plot_latency_cdf, plot_timeline  # matplotlib only when drawing
+
         (stage / "figures").mkdir()
         title = f"{result.summary.get('policy', '')}"
         plot_timeline(result.timeline, stage / "figures" / "timeline.png", title)
         plot_latency_cdf(result.queries, stage / "figures" / "latency_cdf.png", title)
-    for p in stage.iterdir():
-        target = out / p.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        p.replace(target)
-    stage.rmdir()
-    (out / "error.txt").unlink(missing_ok=True)
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(_clean(result.summary), indent=2, sort_keys=True))
-    tmp.replace(out / "summary.json")
-    return out
 
 
 def write_error(out_dir: str | Path, message: str) -> None:
-    """A failed run: remove anything that would look like results, leave the error."""
+    """A failed run: nothing that looks like results (an earlier run's go to ``.previous/``),
+    only the error."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (*OUTPUT_FILES, "summary.json", "summary.json.tmp"):
-        (out / name).unlink(missing_ok=True)
-    for name in ("figures", ".staging"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    retire_previous(out)
+    (out / "summary.json.tmp").unlink(missing_ok=True)  # a write this run began
     (out / "error.txt").write_text(message + "\n")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from infaas_sim.errors import ConfigError
+from infaas_sim.registry import Registry
 
 if TYPE_CHECKING:
     from infaas_sim.catalog import Candidates
@@ -144,38 +145,30 @@ class Policy(ABC):
         return []
 
 
-@dataclass
-class _Registry:
-    factories: dict[str, Callable[..., Policy]] = field(default_factory=dict)
+def _name_policy(name: str, cls: type[Policy]) -> None:
+    cls.name = name
 
 
-_POLICIES = _Registry()
+# Built-ins and users' policies alike come in through the entry-point group (pyproject.toml).
+POLICIES: Registry[type[Policy]] = Registry("policy", "infaas_sim.policies", _name_policy)
 
 P = TypeVar("P", bound=type[Policy])
 
 
 def register_policy(name: str) -> Callable[[P], P]:
     def deco(cls: P) -> P:
-        if name in _POLICIES.factories:
-            raise ValueError(f"policy {name!r} registered twice")
-        cls.name = name
-        _POLICIES.factories[name] = cls
+        POLICIES.add(name, cls)
         return cls
 
     return deco
 
 
 def policy_names() -> list[str]:
-    _import_builtin()
-    return sorted(_POLICIES.factories)
+    return POLICIES.names()
 
 
 def make_policy(name: str, **params: Any) -> Policy:
-    _import_builtin()
-    try:
-        factory = _POLICIES.factories[name]
-    except KeyError:
-        raise ConfigError(f"unknown policy {name!r} (known: {', '.join(policy_names())})") from None
+    factory = POLICIES.get(name)
     _check_scalar_params(f"policy {name!r}", factory, params)
     try:
         return factory(**params)
@@ -199,7 +192,3 @@ def _check_scalar_params(where: str, factory: Callable[..., Any], params: Mappin
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
         if ann is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
-
-
-def _import_builtin() -> None:
-    import policies  # noqa: F401  (registers the built-in policies)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import simpy
 
 from infaas_sim.errors import CatalogError, ConfigError
 from infaas_sim.executor import Executor
+from infaas_sim.registry import Registry
 from infaas_sim.view import InstanceState
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from infaas_sim.query import Query
 
 #: extra catalog columns written by the profiler (the simulator ignores them)
-ARTIFACT_COLUMNS = ("backend", "artifact", "options", "accuracy_source", "profile_p99", "latency_cv")
+ARTIFACT_COLUMNS = ("backend", "artifact", "options", "accuracy_source", "profile_p99")
 
 
 class ModelRunner(Protocol):
@@ -56,8 +58,21 @@ class ModelRunner(Protocol):
 
 
 RunnerFactory = Callable[[Path, float, int, dict[str, str]], ModelRunner]
-_RUNNERS: dict[str, RunnerFactory] = {}
-_ABSENT: dict[str, Callable[[], str | None]] = {}
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A backend's runner factory ``(path, cores, max_batch, options) -> runner`` and
+    ``absent()``: why its runtime cannot be used here, or None."""
+
+    factory: RunnerFactory
+    absent: Callable[[], str | None]
+
+
+RUNNERS: Registry[Runner] = Registry("backend", "infaas_sim.runners")
+# Variant builders of the backends whose artifacts are compiled (a TensorRT engine, a Neuron
+# model): ``infaas_sim.profiling.generate`` finds them here, not by importing executors.
+BUILDERS: Registry[Callable[..., Any]] = Registry("variant builder", "infaas_sim.builders")
 
 
 def register_runner(backend: str, absent: Callable[[], str | None]) -> Callable[[RunnerFactory], RunnerFactory]:
@@ -65,27 +80,35 @@ def register_runner(backend: str, absent: Callable[[], str | None]) -> Callable[
     ``absent()`` returns why the backend's runtime cannot be used here, or None."""
 
     def deco(factory: RunnerFactory) -> RunnerFactory:
-        _RUNNERS[backend] = factory
-        _ABSENT[backend] = absent
+        RUNNERS.add(backend, Runner(factory, absent))
         return factory
 
     return deco
 
 
+def register_builder(backend: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the function that builds ``backend``'s artifact from a model."""
+    return BUILDERS.register(backend)
+
+
 def backend_absent(backend: str) -> str | None:
     """Why ``backend`` cannot run here (None when it can)."""
-    import executors  # noqa: F401  (registers the runners)
-
-    if backend not in _ABSENT:
-        return f"unknown backend {backend!r} (known: {', '.join(sorted(_ABSENT))})"
-    return _ABSENT[backend]()
+    if backend not in RUNNERS:
+        return f"unknown backend {backend!r} (known: {', '.join(RUNNERS.names())})"
+    return RUNNERS.get(backend).absent()
 
 
 def open_runner(backend: str, path: Path, cores: float, max_batch: int, options: dict[str, str]) -> ModelRunner:
     why = backend_absent(backend)
     if why is not None:
         raise ConfigError(f"backend {backend}: {why}")
-    return _RUNNERS[backend](path, cores, max_batch, options)
+    try:
+        return RUNNERS.get(backend).factory(path, cores, max_batch, options)
+    except (ConfigError, MemoryError):
+        raise
+    except Exception as exc:  # a corrupt or foreign file: name it, in one line
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise ConfigError(f"backend {backend}: cannot open {Path(path).name} ({detail})") from None
 
 
 def synthetic_inputs(shape: tuple[int, ...], n: int, seed: int = 0, dtype: Any = np.float32) -> np.ndarray:
@@ -116,8 +139,10 @@ class Artifact:
     options: dict[str, str] = field(default_factory=dict, hash=False)
 
 
-def load_artifacts(catalog_path: str | Path) -> dict[str, Artifact]:
-    """The artifact table of a profiled catalog (CSV or Parquet)."""
+def load_artifacts(catalog_path: str | Path, roots: Sequence[str | Path] = ()) -> dict[str, Artifact]:
+    """The artifact table of a profiled catalog (CSV or Parquet). An artifact path resolves
+    inside the catalog's folder (or one of ``roots``): ``../../etc/passwd`` or an absolute path
+    elsewhere is refused, so a catalog cannot make an executor open files outside them."""
     p = Path(catalog_path)
     if not p.is_file():
         raise ConfigError(f"profiled catalog {str(p)!r} not found (generate one: python -m infaas_sim.profiling)")
@@ -130,12 +155,19 @@ def load_artifacts(catalog_path: str | Path) -> dict[str, Artifact]:
             "generate one with python -m infaas_sim.profiling"
         )
     out = {}
+    allowed = [p.parent.resolve(), *(Path(r).resolve() for r in roots)]
     for i, row in enumerate(frame.to_dict("records")):
         art = str(row["artifact"] or "")
         if not art:
             continue
+        path = (p.parent / art).resolve()
+        if not any(path.is_relative_to(root) for root in allowed):
+            raise CatalogError(
+                f"{p.name} row {i + 2}, column 'artifact': {art!r} resolves outside the catalog's folder "
+                f"({allowed[0]}); artifacts must live beside the catalog"
+            )
         out[str(row["variant_id"])] = Artifact(
-            str(row["variant_id"]), str(row["backend"]), (p.parent / art).resolve(), float(row["allocation"]),
+            str(row["variant_id"]), str(row["backend"]), path, float(row["allocation"]),
             int(float(row["max_batch"])), parse_options(str(row.get("options", "") or "")),
         )  # fmt: skip
         if not out[str(row["variant_id"])].path.exists():
@@ -267,10 +299,13 @@ class RunnerExecutor(Executor):
         with self._lock:
             self._inflight += 1
             self.stats.max_inflight = max(self.stats.max_inflight, self._inflight)
-        self.pool.submit(self._work, instance, runner, inputs).add_done_callback(self._post(event))
+        # A slowdown fault (run.faults) holds the batch its extra time: read now, on the loop.
+        worker = getattr(instance, "worker", None)  # the serving-path profiler's stand-ins have none
+        slowdown = worker.slowdown if worker is not None else 1.0
+        self.pool.submit(self._work, instance, runner, inputs, slowdown).add_done_callback(self._post(event))
         return event
 
-    def _work(self, instance: Instance, runner: ModelRunner | None, inputs: int) -> float:
+    def _work(self, instance: Instance, runner: ModelRunner | None, inputs: int, slowdown: float = 1.0) -> float:
         try:
             if runner is None:
                 art = self._artifact(instance.variant.variant_id)
@@ -282,6 +317,9 @@ class RunnerExecutor(Executor):
             with self._lock:
                 if len(self.stats.service) < self.stats.keep:
                     self.stats.service.append((inputs, seconds))
+            if slowdown > 1:  # the worker runs slower: the batch takes slowdown x its time
+                time.sleep(seconds * (slowdown - 1))
+                seconds *= slowdown
             return seconds
         finally:
             with self._lock:

@@ -14,6 +14,7 @@ reports this tick's failed placements and the route's since (``view.unplaced()``
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -24,12 +25,14 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from infaas_sim import interrupt
 from infaas_sim.catalog import Catalog
 from infaas_sim.cluster import Cluster
 from infaas_sim.controller import Controller
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import Executor
 from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, DEFAULT_TYPE_BY_KIND, HardwareKind, InstanceType
+from infaas_sim.interrupt import Interrupted
 from infaas_sim.metrics import (
     Recorder,
     TimelineSampler,
@@ -40,6 +43,8 @@ from infaas_sim.metrics import (
 from infaas_sim.policy import Policy, WorkloadHint
 from infaas_sim.query import Application, Query
 from infaas_sim.view import ClusterView, WorkerState
+
+log = logging.getLogger("infaas_sim.run")
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,12 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in ("crash", "slowdown"):
             raise ConfigError(f"fault kind must be crash or slowdown, got {self.kind!r}")
+        for key in ("at_s", "factor", "length_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(f"fault {key} must be a finite number, got {value!r}")
+        if isinstance(self.worker, bool) or not isinstance(self.worker, int):
+            raise ConfigError(f"fault worker must be a worker id (an integer, -1: the busiest), got {self.worker!r}")
         if self.at_s < 0 or self.factor <= 0 or self.length_s <= 0:
             raise ConfigError("fault at_s must be >= 0, factor and length_s > 0")
 
@@ -220,29 +231,46 @@ def run_simulation(
     if policy.tick_s:
         env.process(_ticker(env, policy, cluster, view, policy.tick_s))
     env.process(_sample(env, cluster, sampler, run))
+    warnings: list[str] = []
+    end = run.duration_s + run.drain_s
     for fault in run.faults:
-        env.process(_inject(env, cluster, fault))
+        if fault.at_s > end:
+            _warn(warnings, f"fault {fault.kind} at {fault.at_s:g} s is after the run's end ({end:g} s): skipped")
+            continue
+        env.process(_inject(env, cluster, fault, warnings))
+    interrupted: str | None = None
     try:
-        env.run(until=run.duration_s)
         deadline = run.duration_s + run.drain_s
-        while (not done["arrivals"] or len(recorder.rows) < recorder.arrived) and env.peek() <= deadline:
-            env.step()
+        try:
+            env.run(until=run.duration_s)
+            while (not done["arrivals"] or len(recorder.rows) < recorder.arrived) and env.peek() <= deadline:
+                env.step()
+            end_reason = (
+                f"still queued when the run ended (t = {deadline:g} s: run.duration_s {run.duration_s:g} s "
+                f"+ run.drain_s {run.drain_s:g} s)"
+            )
+        except Interrupted as exc:  # between two events: the state is whole
+            interrupted = exc.reason
+            end_reason = f"run {exc.reason} at t = {env.now:g} s"
         # The rest of the run after the last whole sample (the drain's last fraction of a
         # second, or the last second: a run stops before a sample due at its very end).
         if env.now > sampler.sampled_until() + 1e-9:
             _record_sample(cluster, sampler, sampler.sampled_until(), env.now)
-        cluster.close(
-            f"still queued when the run ended (t = {deadline:g} s: run.duration_s {run.duration_s:g} s "
-            f"+ run.drain_s {run.drain_s:g} s)"
-        )
+        cluster.close(end_reason)
     finally:
         executor.close()
     recorder.check_conservation()
     sampler.measure_usage(cluster.workers.values(), env.now)
     queries = recorder.frame()
-    timeline = timeline_frame(queries, sampler, run.duration_s)
-    summary = summarize(queries, cluster.cost(), run.duration_s, sampler.utilisation(),
+    # An interrupted run covers the time it ran: its rates are over that, not the whole run.
+    covered = run.duration_s if interrupted is None else max(min(env.now, run.duration_s), 1e-9)
+    timeline = timeline_frame(queries, sampler, covered)
+    summary = summarize(queries, cluster.cost(), covered, sampler.utilisation(),
                         time.perf_counter() - wall0, sampler.allocated_unit_hours())  # fmt: skip
+    summary["complete"] = interrupted is None
+    summary["warnings"] = warnings
+    if interrupted is not None:
+        summary["interrupted"] = f"{interrupted} at t = {env.now:g} s of {run.duration_s:g} s"
     summary["policy"] = policy.name
     summary["executor"] = executor.name
     summary["seed"] = run.seed
@@ -297,6 +325,7 @@ def _sample(
             _record_sample(cluster, sampler, now - run.sample_s, now)
             if bar is not None and now <= run.duration_s:
                 bar.update(int(now) - bar.n)
+            interrupt.check()  # a SIGINT / SIGTERM asked the run to stop
     finally:
         if bar is not None:
             bar.close()
@@ -334,12 +363,24 @@ def _record_sample(cluster: Cluster, sampler: TimelineSampler, start: float, now
     sampler.queued.append(queued)
 
 
-def _inject(env: simpy.Environment, cluster: Cluster, fault: Fault) -> Generator[simpy.Event, Any, None]:
+def _warn(warnings: list[str], message: str) -> None:
+    warnings.append(message)
+    log.warning(message)
+
+
+def _inject(
+    env: simpy.Environment, cluster: Cluster, fault: Fault, warnings: list[str]
+) -> Generator[simpy.Event, Any, None]:
     yield env.timeout(fault.at_s)
     wid = fault.worker
+    if wid >= 0 and wid not in cluster.workers:
+        known = ", ".join(str(w) for w in sorted(cluster.workers)) or "none"
+        _warn(warnings, f"fault {fault.kind} at {fault.at_s:g} s: no worker {wid} (workers: {known}); skipped")
+        return
     if wid < 0:
         live = [w for w in cluster.live_workers() if w.state is WorkerState.READY]
         if not live:
+            _warn(warnings, f"fault {fault.kind} at {fault.at_s:g} s: no ready worker to hit; skipped")
             return
         wid = max(live, key=lambda w: (sum(i.queued_inputs + i.inflight_inputs for i in w.instances), -w.wid)).wid
     if fault.kind == "crash":

@@ -33,6 +33,7 @@ class Variant:
     profile: tuple[tuple[int, float], ...] = ()  # measured (batch, ms) points, sorted
     gflops: float = 0.0
     source: str = ""
+    latency_cv: float = 0.0  # measured run-to-run spread (std / mean); 0: none measured
     # latency_by_batch[b] for b in 0..max_batch (index 0 unused): the hot path reads this.
     latency_by_batch: tuple[float, ...] = field(default=(), compare=False, repr=False)
 

@@ -16,7 +16,7 @@ What follows InfAdapter
     every allocation (:func:`solve`; thousands of points for five variants and 20 cores,
     vectorised); when no allocation covers the load, the one with the most capacity.
   - Every ``interval_s`` (30 s): the forecast of the next minute's maximum rate from the last
-    10 minutes (maxima per minute; :mod:`infaas_sim.forecast.learned`, an EWM before enough
+    10 minutes (maxima per minute; :mod:`policies.forecast.learned`, an EWM before enough
     history), plus ``margin`` (10%); a decision with fewer total cores is applied only after
     ``scale_down_votes`` (4) decisions in a row agree; make-before-break: new replicas are
     loaded, the shares switch and the replaced replicas are unloaded once all of them are
@@ -62,13 +62,13 @@ import numpy as np
 
 from infaas_sim.catalog import Candidates
 from infaas_sim.errors import ConfigError
-from infaas_sim.forecast.base import Forecaster, make_forecaster
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import Room, release_idle_workers
+from policies.forecast.base import Forecaster, make_forecaster
 from policies.themis import profiled_cpu_latency_ms
 
 #: Share of the SLO a batch may take; the rest is left for queueing.

@@ -37,7 +37,7 @@ How the pieces map onto this simulator, and where it deviates (and why):
   for that (alpha 10 vs beta 0.5 per core); the catalog's fractions are multiplied by
   ``accuracy_scale`` (100).
 - **Forecast.** IPA's small LSTM over twelve 10 s maxima is the shared ``learned``
-  forecaster (ridge regression on the same inputs, :mod:`infaas_sim.forecast.learned`);
+  forecaster (ridge regression on the same inputs, :mod:`policies.forecast.learned`);
   ``forecaster: window_max`` (the maximum of the last 2 minutes) is the rule-based baseline.
   IPA's deployments start with a full history; before 2 minutes have passed here, the missing
   seconds are filled with the operator's declared expected mean rate (a forecast from a few
@@ -80,7 +80,6 @@ from typing import Any
 
 from infaas_sim.catalog import Candidates
 from infaas_sim.errors import ConfigError
-from infaas_sim.forecast import Forecaster, make_forecaster
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import (
     Action,
@@ -99,6 +98,7 @@ from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import Deployment, Room, add_replicas, pick_victims, release_idle_workers
+from policies.forecast import Forecaster, make_forecaster
 from policies.ipa_model import VARIANT_POLICIES, PipelinePlan, Stage, StageOption, Weights, pin_variants, solve
 
 UNBOUNDED_SLA_MS = 1e9  # the fallback solve's SLA: none that matters

@@ -66,6 +66,13 @@ class StaticPolicy(Policy):
     ) -> None:
         if isinstance(replicas, str) and replicas not in ("peak", "mean"):
             raise _error(f"replicas must be a number, 'peak' or 'mean', got {replicas!r}")
+        given: object = replicas  # a config may hand over a float (2.0) or a bool
+        whole = isinstance(given, int | str) or (isinstance(given, float) and given.is_integer())
+        if isinstance(given, bool) or not whole:
+            # 2.5 replicas is a typo, not a request to round: say so rather than pick one
+            raise _error(f"replicas must be a whole number, 'peak' or 'mean', got {given!r}")
+        if isinstance(given, float):
+            replicas = int(given)
         if isinstance(replicas, int) and replicas < 1:
             raise _error(f"replicas must be >= 1, got {replicas}")
         if not 0 < target_util <= 1:

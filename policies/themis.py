@@ -52,7 +52,7 @@ Single-branch modes (``mode``), Themis's own baselines
 Deviations, each with its reason
   - Surge detection: Themis classifies "increasing" with a small LSTM over the last 60 s
     (threshold 0.2). Here the same inputs (the last 60 s of per-second counts) go to the
-    learned forecaster (:mod:`infaas_sim.forecast.learned`: ridge regression on twelve 5 s
+    learned forecaster (:mod:`policies.forecast.learned`: ridge regression on twelve 5 s
     window maxima, trained on the trace's past), and "increasing" is its probability that
     the next ``surge_horizon_s`` (10 s) peak above ``(1 + surge_rise)`` x lambda, above
     ``surge_threshold`` (0.2, Themis's threshold). Why: no LSTM/torch dependency in the core;
@@ -100,7 +100,6 @@ import numpy as np
 
 from infaas_sim.catalog import Candidates
 from infaas_sim.errors import ConfigError
-from infaas_sim.forecast.learned import LearnedForecaster
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import (
     Action,
@@ -119,6 +118,7 @@ from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant, cpu_latency_factor
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import Room, pick_victims, release_idle_workers
+from policies.forecast.learned import LearnedForecaster
 
 #: Profiling grid of Themis's latency model (cores x batch).
 PROFILE_CORES = (1, 2, 4, 6)

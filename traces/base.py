@@ -1,4 +1,4 @@
-"""The arrival-stream interface and the helpers every trace shares.
+"""The helpers every trace shares (the interface itself is the core's, :mod:`infaas_sim.trace`).
 
 A :class:`Trace` is a frozen dataclass holding its parameters (validated in ``__post_init__``,
 raising :class:`~infaas_sim.errors.ConfigError` with a one-line message naming the parameter).
@@ -12,55 +12,19 @@ the same state see the same rate curve. The same generator state gives identical
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from infaas_sim.errors import ConfigError
+from infaas_sim.trace import FloatArray, IntArray, Trace, _is_number, check_duration
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-
-class Trace(ABC):
-    """An arrival stream. Subclasses are frozen dataclasses registered with ``@register_trace``."""
-
-    name: ClassVar[str] = ""
-
-    @abstractmethod
-    def arrivals(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
-        """Sorted arrival times (seconds, float64) in ``[0, duration_s)``."""
-
-    def expected_rate(self, duration_s: float) -> tuple[float, float] | None:
-        """(mean, peak) arrivals per second that an operator would declare for a run of
-        ``duration_s`` before it starts: from the trace's parameters or its history, never
-        from the arrivals it will draw. None: the trace cannot say (declare
-        ``expected_qps`` per application in the workload)."""
-        return None
-
-    def rate(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
-        """Arrivals in each second of the run; this default counts :meth:`arrivals`."""
-        duration = check_duration(duration_s)
-        times = self.arrivals(duration, rng)
-        n = math.ceil(duration)
-        if n == 0:
-            return np.zeros(0)
-        counts = np.bincount(np.minimum(times.astype(np.int64), n - 1), minlength=n)
-        return counts.astype(np.float64)
-
-    def _fail(self, param: str, message: str) -> ConfigError:
-        return ConfigError(f"trace {self.name or type(self).__name__}: {param} {message}")
+__all__ = ["FloatArray", "IntArray", "Trace", "check_duration"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Parameter validation (each returns the normalised value or raises ConfigError)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def number(trace: Trace, param: str, value: Any, *, low: float | None = None, low_open: bool = False,
@@ -105,12 +69,6 @@ def choice(trace: Trace, param: str, value: Any, allowed: Sequence[str]) -> str:
     return str(value)
 
 
-def check_duration(duration_s: Any) -> float:
-    if not _is_number(duration_s) or not math.isfinite(float(duration_s)) or float(duration_s) < 0:
-        raise ConfigError(f"trace: duration_s must be a finite number >= 0, got {duration_s!r}")
-    return float(duration_s)
-
-
 # ---------------------------------------------------------------------------------------------
 # Piecewise-constant rates
 
@@ -136,8 +94,22 @@ def poisson_piecewise(edges: FloatArray, rates: FloatArray, duration_s: float, r
     lo = np.clip(edges[:-1], 0.0, duration_s)
     hi = np.clip(edges[1:], 0.0, duration_s)
     width = hi - lo
+    check_arrivals(float(np.sum(rates * width)), "expected")
     counts = rng.poisson(rates * width)
     return place_uniformly(lo, width, counts, duration_s, rng)
+
+
+# One run's arrivals are held as float64 times (and a record each): past this many a run
+# cannot fit a 24 GB machine, so it is refused up front rather than dying in an allocation.
+MAX_ARRIVALS = 200_000_000
+
+
+def check_arrivals(n: float, what: str = "") -> None:
+    if not n <= MAX_ARRIVALS:  # also NaN
+        raise ConfigError(
+            f"trace: {n:.3g} {what + ' ' if what else ''}arrivals in the run; the limit is {MAX_ARRIVALS:.0e} "
+            "(lower the rate or shorten the run)"
+        )
 
 
 def place_uniformly(lo: FloatArray, width: FloatArray, counts: IntArray, duration_s: float,
@@ -145,6 +117,8 @@ def place_uniformly(lo: FloatArray, width: FloatArray, counts: IntArray, duratio
     """``counts[i]`` arrivals uniformly at random in ``[lo[i], lo[i] + width[i])``, sorted, cut to
     ``[0, duration_s)``."""
     counts = np.asarray(counts, dtype=np.int64)
+    if len(counts) and (int(counts.max()) > MAX_ARRIVALS or float(counts.sum(dtype=np.float64)) > MAX_ARRIVALS):
+        check_arrivals(float(counts.sum(dtype=np.float64)))
     idx = np.repeat(np.arange(len(counts)), counts)
     times = lo[idx] + rng.random(len(idx)) * width[idx]
     times.sort()

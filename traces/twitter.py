@@ -64,8 +64,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.signal import lfilter
 
 from infaas_sim.errors import ConfigError
 from traces.base import FloatArray, Trace, check_duration, integer, number, poisson_piecewise
@@ -105,6 +103,8 @@ def ou_noise(n: int, step_s: float, rng: np.random.Generator,
              components: tuple[tuple[float, float], ...] = FIT_NOISE) -> FloatArray:  # fmt: skip
     """Sum of stationary Ornstein-Uhlenbeck processes (std, time constant in s) sampled every
     ``step_s`` real seconds: AR(1) with coefficient ``exp(-step_s / T)``."""
+    from scipy.signal import lfilter  # lazily: scipy costs start-up on every run otherwise
+
     out = np.zeros(n)
     for std, tau in components:
         a = math.exp(-step_s / tau)
@@ -140,7 +140,9 @@ class TwitterTrace(Trace):
         set_(self, "time_scale", number(self, "time_scale", self.time_scale, low=0.0, low_open=True))
         set_(self, "phase_s", number(self, "phase_s", self.phase_s))
         set_(self, "min_bursts", integer(self, "min_bursts", self.min_bursts, low=0))
-        set_(self, "burst_gap_s", number(self, "burst_gap_s", self.burst_gap_s, low=0.0, low_open=True))
+        # At least a second of real time between burst onsets: the bursts are drawn one by one,
+        # and a gap near zero would draw them without end (the fit's mean is about 1.9 h).
+        set_(self, "burst_gap_s", number(self, "burst_gap_s", self.burst_gap_s, low=1.0))
 
     # -----------------------------------------------------------------------------------------
 
@@ -243,6 +245,8 @@ class TwitterTrace(Trace):
                 raise ConfigError(
                     f"trace twitter: peak_qps / mean_qps = {ratio:g} is more than a run of {len(s)} s can reach"
                 )
+        from scipy.optimize import brentq  # lazily, as lfilter
+
         return float(brentq(excess, 0.0, hi, xtol=1e-10))
 
     def arrivals(self, duration_s: float, rng: np.random.Generator) -> FloatArray:

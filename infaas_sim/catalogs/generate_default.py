@@ -1,32 +1,42 @@
-"""Generate the default catalog, ``infaas_sim/catalogs/default.csv``.
+"""Generate the default catalogs, ``infaas_sim/catalogs/default.csv`` and ``neuron_batched.csv``.
 
-    .venv/bin/python -m infaas_sim.catalogs.generate_default [--out PATH]
+    .venv/bin/python -m infaas_sim.catalogs.generate_default [--out PATH] [--batched-out PATH]
 
 23 ImageNet classifiers (the INFaaS evaluation's, plus ResNet-18/34 for InfAdapter's family) and
 five YOLOv5 COCO detectors (for IPA-style detection-then-classification pipelines), each compiled
-for CPU (TensorFlow / PyTorch on 1-8 cores), GPU (TensorRT engines in fp32 / fp16 at several max
-batches, TensorFlow-GPU; allocation 1.0 = one V100) and Inferentia (Neuron on 1-4 NeuronCores). Accuracy, parameter
-count and GFLOPs (multiply-adds) are published facts; each carries its source below and in
-the ``source`` column. Latency, load time and memory are not published per variant, so they
-come from a small performance model calibrated on the ResNet-50 points in INFaaS's code:
+for CPU (ONNX Runtime fp32, graph-optimised and int8 on 1-8 cores), GPU (TensorRT engines in
+fp32 / fp16 at several max batches, TensorFlow-GPU; allocation 1.0 = one V100) and Inferentia
+(Neuron on 1-4 NeuronCores). Accuracy, parameter count and GFLOPs (multiply-adds) are published
+facts; each carries its source below and in the ``source`` column. docs/catalog.md says, row
+family by row family, what is measured, fitted and modelled.
+
+**CPU rows are measured** (``cpu_measured.csv``, written by ``python -m
+infaas_sim.catalogs.measure_cpu``: torchvision / timm architectures exported to ONNX and profiled
+on 1 and 2 cores; 4- and 8-core rows fitted with Themis's l(c, b) model). They are copied as
+they are, with their measured run-to-run spread (``latency_cv``). The architectures no library
+here implements (NASNet-Mobile, YOLOv5) get *modelled* CPU rows: a measured architecture's rows
+(``CPU_SCALED_FROM``) scaled by the GFLOPs ratio, load time and memory by the parameter ratio.
+
+**Accelerator rows are modelled**: latency, load time and memory are not published per
+variant, so they come from a small performance model calibrated on the ResNet-50 points in
+INFaaS's code:
 
 * Calibration (reproduced exactly): TensorRT fp32 batch-8 engine, latency 2.71 + 1.19 b ms
-  (INFaaS's fit; its measured batch-1 point is 3.7 ms), load 1146 ms, 92 MB; PyTorch CPU on
-  4 cores batch-1 499 ms, load 1524 ms; TF-CPU on 4 cores 250 ms, load 1589 ms; TF-GPU 7.1 ms,
+  (INFaaS's fit; its measured batch-1 point is 3.7 ms), load 1146 ms, 92 MB; TF-GPU 7.1 ms,
   load 1308 ms; Inferentia on 1 NeuronCore 22 ms, load 3555 ms.
-* Architectures: ``w = GFLOPs / GFLOPs(ResNet-50)``. The per-input slope scales with ``w``.
-  On accelerators the intercept (kernel launches, per-layer fixed costs) scales as ``w**0.5``;
-  on CPU, which is compute-bound even at batch 1, the whole latency scales with ``w``. No
-  per-family efficiency factors: on one hardware configuration more GFLOPs is never faster.
-* CPU: latency(b) = L1 (0.1 + 0.9 b): batching saves only 10% per input. Cores follow
-  Amdahl's law from the 4-core point with parallel fraction ``CPU_PARALLEL_FRACTION`` (0.9),
-  the same law the simulator uses to resize CPU instances.
+* Architectures: ``w = GFLOPs / GFLOPs(ResNet-50)``. The per-input slope scales with ``w``;
+  the intercept (kernel launches, per-layer fixed costs) scales as ``w**0.5``. No per-family
+  efficiency factors: on one hardware configuration more GFLOPs is never faster.
 * GPU: fp16 halves the TensorRT slope (V100 tensor cores, about 2x) and cuts the intercept
   by 1.25x (launch- and memory-bound layers gain less). An engine built for max batch m pays
   3% more intercept per doubling of m over 8 (kernels tuned for larger batches). TF-GPU has
   a 1.5x TensorRT slope, the rest of its 7.1 ms is intercept.
-* Inferentia: 40% of the 1-NeuronCore batch-1 latency is per input; n NeuronCores divide
-  latency by ``n**0.6`` (1.52x on 2, 2.30x on 4: pipelining with diminishing returns).
+* Inferentia: INFaaS's released Inferentia variants are batch 1, and so are the default
+  catalog's; batched Neuron variants (max batch 8, ids ending ``-b8``) are added in
+  ``neuron_batched.csv`` (``catalog=neuron_batched``): AWS's Neuron ResNet-50 tutorial compiles
+  at batch 5 for the best inf1 throughput, so batching pays there; its per-input share (40% of
+  the 1-NeuronCore batch-1 latency) is our assumption. n NeuronCores divide latency by
+  ``n**0.6`` (1.52x on 2, 2.30x on 4: pipelining with diminishing returns).
 * Load time: half of ResNet-50's load time on a framework is fixed (runtime, session/engine
   set-up); the other half scales with weight bytes (parameters x bytes per parameter).
 * Memory: weights (fp32 4 B, fp16 / bf16 2 B per parameter) plus activations (1 MB per
@@ -34,7 +44,7 @@ come from a small performance model calibrated on the ResNet-50 points in INFaaS
   TensorRT's weight factor 0.82 is fitted so the ResNet-50 engine uses INFaaS's 92 MB (less
   than its 102 MB of fp32 weights as we count them).
 
-Values are written with 4 significant digits; the output is deterministic and sorted by
+Modelled values are written with 4 significant digits; the output is deterministic and sorted by
 architecture, hardware, framework, precision, allocation and max batch.
 """
 
@@ -44,12 +54,12 @@ import argparse
 import csv
 import io
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from infaas_sim.catalog import COLUMNS
-from infaas_sim.variant import cpu_latency_factor
 
 OUTPUT = Path(__file__).with_name("default.csv")
 TASK = "image-classification"
@@ -67,7 +77,9 @@ EFFICIENTNET_PAPER = "Tan & Le 2019 (EfficientNet) Table 2"
 TIMM_CARD = "timm model card inception_resnet_v2 (GMACs at 299x299)"
 YOLOV5 = "Ultralytics YOLOv5 README v7.0 table"  # https://github.com/ultralytics/yolov5 (mAP@0.5, params, FLOPs)
 INFAAS = "calibrated on INFaaS code (ResNet-50 profile)"
-DERIVED = "generate_default.py model scaled from INFaaS ResNet-50 profile"
+DERIVED = "modelled: generate_default.py model scaled from INFaaS ResNet-50 profile"
+MEASURED_CPU = Path(__file__).with_name("cpu_measured.csv")
+BATCHED_OUTPUT = Path(__file__).with_name("neuron_batched.csv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +88,12 @@ class Arch:
     accuracy: float  # ImageNet top-1, fraction
     params_m: float  # parameters, millions
     gflops: float  # multiply-adds per input, 1e9
-    keras: bool  # ships in Keras Applications: has TensorFlow variants
-    torchvision: bool  # ships in torchvision: has PyTorch variants
+    keras: bool  # ships in Keras Applications: has TensorFlow-GPU variants
+    torchvision: bool  # ships in torchvision (else measure_cpu builds it from timm, or cannot)
     facts_source: str  # source of accuracy and parameters
     gflops_source: str
     task: str = TASK
     dataset: str = DATASET
-
-    @property
-    def cpu_frameworks(self) -> tuple[str, ...]:
-        return tuple(f for f, ok in (("tensorflow", self.keras), ("pytorch", self.torchvision)) if ok)
 
 
 # fmt: off
@@ -154,11 +162,6 @@ TRT_SLOPE_MS = 1.19
 TRT_LOAD_MS = 1146.0
 TRT_MEMORY_MB = 92.0
 TRT_REF_BATCH = 8  # the calibrated engine's max batch
-PYTORCH_CPU_B1_MS = 499.0  # PyTorch on 4 cores, batch 1
-PYTORCH_CPU_LOAD_MS = 1524.0
-TF_CPU_B1_MS = 250.0  # TensorFlow on 4 cores, batch 1
-TF_CPU_LOAD_MS = 1589.0
-CPU_REF_CORES = 4
 TF_GPU_B1_MS = 7.1
 TF_GPU_LOAD_MS = 1308.0
 NEURON_B1_MS = 22.0  # one NeuronCore, batch 1
@@ -166,7 +169,6 @@ NEURON_LOAD_MS = 3555.0
 
 # --- model assumptions (see the module docstring) ------------------------------------------------
 ACCEL_INTERCEPT_EXPONENT = 0.5  # accelerator intercepts scale as w ** 0.5
-CPU_SLOPE_FRACTION = 0.9  # share of CPU batch-1 latency that is per input
 FP16_SLOPE_SPEEDUP = 2.0  # V100 tensor cores
 FP16_INTERCEPT_SPEEDUP = 1.25
 ENGINE_BATCH_PENALTY = 0.03  # TensorRT intercept +3% per doubling of max batch over 8
@@ -178,8 +180,6 @@ ACTIVATION_MB = 1.0  # per fp32 input of a ResNet-50-sized model (scaled by w an
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 # Runtime memory beyond weights and activations (MB), by (framework, hardware): assumptions.
 OVERHEAD_MB = {
-    ("tensorflow", "cpu"): 150.0,
-    ("pytorch", "cpu"): 100.0,
     ("tensorflow", "gpu"): 250.0,
     ("tensorrt", "gpu"): 0.0,
     ("neuron", "inferentia"): 20.0,
@@ -187,8 +187,6 @@ OVERHEAD_MB = {
 # TensorRT weight factor, fitted: the ResNet-50 fp32 batch-8 engine takes INFaaS's 92 MB.
 TRT_WEIGHT_FACTOR = (TRT_MEMORY_MB - ACTIVATION_MB * TRT_REF_BATCH) / (REFERENCE.params_m * BYTES["fp32"])
 LOAD_REF_MS = {
-    ("tensorflow", "cpu"): TF_CPU_LOAD_MS,
-    ("pytorch", "cpu"): PYTORCH_CPU_LOAD_MS,
     ("tensorflow", "gpu"): TF_GPU_LOAD_MS,
     ("tensorrt", "gpu"): TRT_LOAD_MS,
     ("neuron", "inferentia"): NEURON_LOAD_MS,
@@ -197,18 +195,17 @@ LOAD_REF_MS = {
 LOAD_REF_PRECISION = {("neuron", "inferentia"): "bf16"}
 
 # --- the variant matrix ---------------------------------------------------------------------------
-CPU_MAX_BATCH = 8
 TF_GPU_MAX_BATCH = 16
-NEURON_MAX_BATCH = 8
+NEURON_MAX_BATCH = 1  # INFaaS's released Inferentia variants
+NEURON_BATCHED_MAX_BATCH = 8  # neuron_batched.csv only
 FULL_MATRIX = {"resnet50"}  # INFaaS's profiled model: every combination
-FULL_CPU_CORES = (1, 2, 4, 8)
 FULL_TRT = tuple((p, b) for p in ("fp32", "fp16") for b in (1, 4, 8, 16))
 FULL_NEURON_CORES = (1, 2, 4)
-# Others: the first CPU framework on 2/4/8 cores and the second on 4; two TensorRT engines;
-# TF-GPU where Keras ships the model; 1 and 4 NeuronCores.
-CPU_CORES = (2, 4, 8)
+# Others: two TensorRT engines; TF-GPU where Keras ships the model; 1 and 4 NeuronCores.
 TRT = (("fp32", 8), ("fp16", 16))
 NEURON_CORES = (1, 4)
+# CPU rows of the architectures measure_cpu cannot build: a measured architecture's, scaled.
+CPU_SCALED_FROM = {"nasnetmobile": "nasnetlarge", **{f"yolov5{s}": "resnet50" for s in "nsmlx"}}
 HARDWARE_ORDER = {"cpu": 0, "gpu": 1, "inferentia": 2}
 
 
@@ -223,27 +220,22 @@ class Spec:
     max_batch: int
 
     def variant_id(self, arch: str) -> str:
-        if self.hardware == "cpu":
-            return f"{arch}-{self.framework}-cpu-{self.allocation:g}c"
         if self.framework == "tensorrt":
             return f"{arch}-trt-{self.precision}-b{self.max_batch}"
         if self.hardware == "gpu":
             return f"{arch}-{self.framework}-gpu"
-        return f"{arch}-neuron-{self.allocation:g}nc"
+        tail = "" if self.max_batch == NEURON_MAX_BATCH else f"-b{self.max_batch}"
+        return f"{arch}-neuron-{self.allocation:g}nc{tail}"
 
 
-def specs(arch: Arch) -> list[Spec]:
-    """The variants built for one architecture."""
+def specs(arch: Arch, neuron_max_batches: Sequence[int] = (NEURON_MAX_BATCH,)) -> list[Spec]:
+    """The accelerator variants built for one architecture (CPU rows are measured)."""
     full = arch.name in FULL_MATRIX
-    out: list[Spec] = []
-    for i, fw in enumerate(arch.cpu_frameworks):
-        cores = FULL_CPU_CORES if full else (CPU_CORES if i == 0 else (CPU_REF_CORES,))
-        out += [Spec(fw, "cpu", "fp32", float(c), CPU_MAX_BATCH) for c in cores]
-    out += [Spec("tensorrt", "gpu", p, 1.0, b) for p, b in (FULL_TRT if full else TRT)]
+    out = [Spec("tensorrt", "gpu", p, 1.0, b) for p, b in (FULL_TRT if full else TRT)]
     if arch.keras:
         out.append(Spec("tensorflow", "gpu", "fp32", 1.0, TF_GPU_MAX_BATCH))
-    out += [Spec("neuron", "inferentia", "bf16", float(n), NEURON_MAX_BATCH) for n in
-            (FULL_NEURON_CORES if full else NEURON_CORES)]  # fmt: skip
+    out += [Spec("neuron", "inferentia", "bf16", float(n), mb) for mb in neuron_max_batches
+            for n in (FULL_NEURON_CORES if full else NEURON_CORES)]  # fmt: skip
     return out
 
 
@@ -257,10 +249,6 @@ def latency_model(arch: Arch, spec: Spec) -> tuple[float, float]:
     """(intercept_ms, slope_ms) of latency(b) = intercept + slope * b."""
     w = work(arch)
     wi = w**ACCEL_INTERCEPT_EXPONENT
-    if spec.hardware == "cpu":
-        b1 = (TF_CPU_B1_MS if spec.framework == "tensorflow" else PYTORCH_CPU_B1_MS) * w
-        b1 *= cpu_latency_factor(CPU_REF_CORES, spec.allocation)
-        return (1 - CPU_SLOPE_FRACTION) * b1, CPU_SLOPE_FRACTION * b1
     if spec.framework == "tensorrt":
         intercept = TRT_INTERCEPT_MS * wi * (1 + ENGINE_BATCH_PENALTY * math.log2(spec.max_batch / TRT_REF_BATCH))
         slope = TRT_SLOPE_MS * w
@@ -296,10 +284,8 @@ def memory_mb(arch: Arch, spec: Spec) -> float:
 
 
 def is_calibration_point(arch: Arch, spec: Spec) -> bool:
-    if arch is not REFERENCE:
+    if arch is not REFERENCE or (spec.max_batch != NEURON_MAX_BATCH and spec.hardware == "inferentia"):
         return False
-    if spec.hardware == "cpu":
-        return spec.allocation == CPU_REF_CORES
     if spec.framework == "tensorrt":
         return spec.precision == "fp32" and spec.max_batch == TRT_REF_BATCH
     return spec.hardware == "gpu" or spec.allocation == 1
@@ -311,62 +297,150 @@ def _sig(x: float, digits: int = 4) -> str:
     return f"{float(f'{x:.{digits}g}'):g}"
 
 
-def rows() -> list[dict[str, str]]:
-    """Every catalog row as CSV cells, sorted by architecture then hardware."""
-    out: list[tuple[tuple[str, int, str, str, float, int], dict[str, str]]] = []
+def read_measured(path: Path = MEASURED_CPU) -> tuple[list[str], list[dict[str, str]]]:
+    """The measured CSV's provenance lines (without ``# ``) and its rows, as strings."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run python -m infaas_sim.catalogs.measure_cpu")
+    with path.open(newline="", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    header = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if not ln.startswith("#")]
+    return header, [dict(r) for r in csv.DictReader(body)]
+
+
+def _cpu_row(row: dict[str, str]) -> dict[str, str]:
+    out = {c: row.get(c, "") for c in COLUMNS}
+    return out
+
+
+def scaled_cpu_rows(arch: Arch, measured: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Modelled CPU rows of an architecture no library here builds: the measured (and fitted)
+    rows of ``CPU_SCALED_FROM[arch]``, latency scaled by the GFLOPs ratio, load time and memory
+    by the parameter ratio (half of each fixed, as for the accelerators)."""
+    ref_name = CPU_SCALED_FROM[arch.name]
+    ref = next(a for a in ARCHITECTURES if a.name == ref_name)
+    w = arch.gflops / ref.gflops
+    size = LOAD_FIXED_FRACTION + (1 - LOAD_FIXED_FRACTION) * arch.params_m / ref.params_m
+    out = []
+    for row in measured:
+        if row["architecture"] != ref_name:
+            continue
+        pts = [(int(b), float(ms) * w) for b, ms in (x.split(":") for x in row["profile"].split(";") if x)]
+        int8 = row["precision"].startswith("int8")
+        ref_acc = float(row["accuracy"]) / ref.accuracy  # 1, or the int8 factor measure_cpu applies
+        how = row["source"].split(":", 1)[0]  # measured | fitted
+        out.append({
+            **_cpu_row(row),
+            "variant_id": arch.name + row["variant_id"][len(ref_name):],
+            "architecture": arch.name, "task": arch.task, "dataset": arch.dataset,
+            "accuracy": f"{arch.accuracy * ref_acc:.6g}",
+            "load_latency_ms": _sig(float(row["load_latency_ms"]) * size),
+            "memory_mb": _sig(float(row["memory_mb"]) * size),
+            "latency_intercept_ms": _sig(float(row["latency_intercept_ms"]) * w),
+            "latency_slope_ms": _sig(float(row["latency_slope_ms"]) * w),
+            "profile": ";".join(f"{b}:{_sig(ms, 6)}" for b, ms in pts),
+            "gflops": f"{arch.gflops:g}",
+            "source": (
+                f"accuracy+params: {arch.facts_source}{' (int8: as measure_cpu models it)' if int8 else ''}; "
+                f"GFLOPs: {arch.gflops_source}; latency+load+memory: modelled: {ref_name}'s {how} CPU row "
+                f"{row['variant_id']} scaled by GFLOPs ({w:.4g}x) and parameters ({size:.4g}x); not measured: "
+                f"no implementation of {arch.name} in torchvision or timm"
+            ),
+        })  # fmt: skip
+    return out
+
+
+def accelerator_row(arch: Arch, spec: Spec) -> dict[str, str]:
+    intercept, slope = latency_model(arch, spec)
+    perf = INFAAS if is_calibration_point(arch, spec) else DERIVED
+    return {
+        "variant_id": spec.variant_id(arch.name),
+        "architecture": arch.name,
+        "task": arch.task,
+        "dataset": arch.dataset,
+        "framework": spec.framework,
+        "hardware": spec.hardware,
+        "precision": spec.precision,
+        "allocation": f"{spec.allocation:g}",
+        "max_batch": str(spec.max_batch),
+        "accuracy": f"{arch.accuracy:g}",
+        "load_latency_ms": _sig(load_latency_ms(arch, spec)),
+        "memory_mb": _sig(memory_mb(arch, spec)),
+        "latency_intercept_ms": _sig(intercept),
+        "latency_slope_ms": _sig(slope),
+        "profile": "",
+        "gflops": f"{arch.gflops:g}",
+        "source": f"accuracy+params: {arch.facts_source}; GFLOPs: {arch.gflops_source}; latency+load+memory: {perf}",
+        "latency_cv": "",
+    }
+
+
+def _key(row: dict[str, str]) -> tuple[str, int, str, str, float, int]:
+    return (row["architecture"], HARDWARE_ORDER[row["hardware"]], row["framework"], row["precision"],
+            float(row["allocation"]), int(row["max_batch"]))  # fmt: skip
+
+
+def rows(batched_neuron: bool = False, measured_path: Path = MEASURED_CPU) -> list[dict[str, str]]:
+    """Every catalog row as CSV cells, sorted by architecture then hardware: the measured CPU
+    rows, modelled CPU rows for the architectures not measured, modelled accelerator rows
+    (with ``batched_neuron``, also the max-batch-8 Neuron variants)."""
+    _, measured = read_measured(measured_path)
+    have = {r["architecture"] for r in measured}
+    missing = [a.name for a in ARCHITECTURES if a.name not in have and a.name not in CPU_SCALED_FROM]
+    if missing:
+        raise ValueError(f"{measured_path.name} has no rows for {', '.join(missing)}: run measure_cpu")
+    out = [_cpu_row(r) for r in measured]
+    neuron = (NEURON_MAX_BATCH, NEURON_BATCHED_MAX_BATCH) if batched_neuron else (NEURON_MAX_BATCH,)
     for arch in ARCHITECTURES:
-        for spec in specs(arch):
-            intercept, slope = latency_model(arch, spec)
-            perf = INFAAS if is_calibration_point(arch, spec) else DERIVED
-            row = {
-                "variant_id": spec.variant_id(arch.name),
-                "architecture": arch.name,
-                "task": arch.task,
-                "dataset": arch.dataset,
-                "framework": spec.framework,
-                "hardware": spec.hardware,
-                "precision": spec.precision,
-                "allocation": f"{spec.allocation:g}",
-                "max_batch": str(spec.max_batch),
-                "accuracy": f"{arch.accuracy:g}",
-                "load_latency_ms": _sig(load_latency_ms(arch, spec)),
-                "memory_mb": _sig(memory_mb(arch, spec)),
-                "latency_intercept_ms": _sig(intercept),
-                "latency_slope_ms": _sig(slope),
-                "profile": "",
-                "gflops": f"{arch.gflops:g}",
-                "source": (
-                    f"accuracy+params: {arch.facts_source}; GFLOPs: {arch.gflops_source}; latency+load+memory: {perf}"
-                ),
-            }
-            key = (arch.name, HARDWARE_ORDER[spec.hardware], spec.framework, spec.precision, spec.allocation,
-                   spec.max_batch)  # fmt: skip
-            out.append((key, row))
-    out.sort(key=lambda kr: kr[0])
-    return [r for _, r in out]
+        if arch.name in CPU_SCALED_FROM:
+            out += scaled_cpu_rows(arch, measured)
+        out += [accelerator_row(arch, spec) for spec in specs(arch, neuron)]
+    out.sort(key=_key)
+    return out
 
 
-def render() -> str:
+def render(batched_neuron: bool = False, measured_path: Path = MEASURED_CPU) -> str:
+    header, _ = read_measured(measured_path)
+    when = next((h for h in header if h.startswith("Date: ")), "Date: unknown.").split(". Command")[0]
+    name = "neuron_batched.csv" if batched_neuron else "default.csv"
+    notes = [
+        f"{name}: written by python -m infaas_sim.catalogs.generate_default (docs/catalog.md: the row families).",
+        f"CPU rows: copied from cpu_measured.csv (measured / fitted on {when[6:]}; its header has the machine and"
+        " versions); NASNet-Mobile and YOLOv5 CPU rows modelled from measured rows. GPU and Inferentia rows:"
+        " modelled, calibrated on INFaaS's ResNet-50 profile. Each row's source column says which.",
+        "Inferentia variants are batch 1, as INFaaS's released ones"
+        + ("; this catalog adds batched Neuron variants (-b8), modelled." if batched_neuron else
+           "; batched Neuron variants: catalog=neuron_batched."),
+    ]  # fmt: skip
     buf = io.StringIO()
+    for line in notes:
+        buf.write(f"# {line}\n")
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows())
+    writer.writerows(rows(batched_neuron, measured_path))
     return buf.getvalue()
 
 
-def write(path: Path = OUTPUT) -> int:
-    text = render()
+def write(path: Path = OUTPUT, batched_neuron: bool = False) -> int:
+    text = render(batched_neuron)
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
-    return text.count("\n") - 1
+    return sum(1 for ln in text.splitlines() if not ln.startswith("#")) - 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the default INFaaS-style ImageNet catalog.")
-    parser.add_argument("--out", type=Path, default=OUTPUT, help=f"output CSV (default: {OUTPUT})")
+    parser = argparse.ArgumentParser(description="Write the default INFaaS-style ImageNet catalogs.")
+    parser.add_argument("--out", type=Path, default=OUTPUT, help=f"default catalog CSV (default: {OUTPUT})")
+    parser.add_argument("--batched-out", type=Path, default=BATCHED_OUTPUT,
+                        help=f"the catalog with batched Neuron variants (default: {BATCHED_OUTPUT})")  # fmt: skip
     args = parser.parse_args(argv)
-    n = write(args.out)
-    print(f"wrote {n} variants to {args.out}")
+    try:
+        n = write(args.out)
+        m = write(args.batched_out, batched_neuron=True)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} variants to {args.out} and {m} to {args.batched_out}")
     return 0
 
 

@@ -30,8 +30,11 @@ def build_catalog(
     repeats: int = 20,
     catalog_name: str = CATALOG_FILE,
     log: bool = False,
+    retries: int = 1,
 ) -> tuple[Path, GenerationReport]:
-    """Generate every model's variants into ``out_dir``, profile them, write the catalog."""
+    """Generate every model's variants into ``out_dir``, profile them, write the catalog.
+    Profiles still noisy after ``retries`` re-measurements are printed to stderr with the
+    variant and batch (``ProfileWarning``)."""
     out = Path(out_dir)
     report = GenerationReport(())
     rows = []
@@ -40,8 +43,10 @@ def build_catalog(
         report = report.merge(rep)
         for gv in rep.variants:
             t0 = time.perf_counter()
-            prof = profile_variant(gv, model, out, warmup=warmup, repeats=repeats)
+            prof = profile_variant(gv, model, out, warmup=warmup, repeats=repeats, retries=retries)
             rows.append(catalog_row(gv, prof, model))
+            for w in prof.warnings:
+                print(f"warning: noisy profile: {w.describe()}", file=sys.stderr)
             if log:
                 print(
                     f"{gv.variant_id}: load {prof.load_ms:.1f} ms, b1 {prof.p50_ms[0][1]:.3f} ms, "
@@ -68,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--precisions", default=",".join(ORT_PRECISIONS), help="onnxruntime precisions")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--retries", type=int, default=1, help="re-measurements of a noisy batch size")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     try:
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         models = builtin_family(family, seed=a.seed)
         path, report = build_catalog(
             models, a.out, _floats(a.cores), a.max_batch, [b for b in a.backends.split(",") if b],
-            [p for p in a.precisions.split(",") if p], a.warmup, a.repeats, log=True,
+            [p for p in a.precisions.split(",") if p], a.warmup, a.repeats, log=True, retries=a.retries,
         )  # fmt: skip
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

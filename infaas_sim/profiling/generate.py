@@ -30,7 +30,7 @@ import numpy as np
 
 from infaas_sim.errors import ConfigError
 from infaas_sim.profiling.zoo import RegisteredModel
-from infaas_sim.realtime import backend_absent
+from infaas_sim.realtime import BUILDERS, backend_absent
 
 BACKENDS = ("onnxruntime", "tensorrt", "neuron")
 ORT_PRECISIONS = ("fp32", "fp32-opt", "int8-dynamic", "int8-static")
@@ -217,7 +217,7 @@ def _variant(
 def _tensorrt(
     model: RegisteredModel, out: Path, ort_files: dict[str, Path], batches: Sequence[int], precisions: Sequence[str]
 ) -> GenerationReport:
-    from executors.tensorrt import build_engine
+    build_engine = BUILDERS.get("tensorrt")
 
     fp32 = out / f"{model.name}.fp32.onnx"
     if not fp32.exists():
@@ -241,7 +241,7 @@ def _tensorrt(
 
 
 def _neuron(model: RegisteredModel, out: Path, cores: Sequence[int], max_batch: int) -> GenerationReport:
-    from executors.neuron import compile_neuron
+    compile_neuron = BUILDERS.get("neuron")
 
     variants, failed = [], []
     shape = "x".join(str(d) for d in model.input_shape)

@@ -194,3 +194,37 @@ def test_the_experiment_config_path_writes_the_usual_outputs(built: Any, tmp_pat
                  "figures/timeline.png", "figures/latency_cdf.png"):  # fmt: skip
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text())["queries"] == len(res.queries)
+
+
+def test_a_slowdown_fault_slows_real_batches_too(built: Any, h: Any, conserved: Any) -> None:
+    # run.faults' slowdown is not a simulator-only fault: a real batch on the slowed worker
+    # takes factor x its runtime (the executor holds it the extra time).
+    from infaas_sim.simulation import Fault
+
+    catalog = Catalog.load(built.catalog)
+    app = Application("a", Requirement(Level.VARIANT, SLOW))
+    t = h.periodic_times(0.05, 2.0)
+    wl = Workload([app], t, np.zeros(len(t), dtype=np.int64))
+
+    def run(faults: tuple[Any, ...]) -> RunResult:
+        ex = make_executor("onnxruntime", catalog=str(built.catalog), preload=[SLOW])
+        policy = make_policy("static", variants={"a": SLOW}, replicas=1)
+        spec = RunSpec(duration_s=2.1, drain_s=5.0, faults=faults)
+        return run_simulation(catalog, wl, policy, ex, h.spec(), spec, env=WallClockEnvironment())
+
+    plain = run(())
+    slowed = run((Fault(at_s=0.0, kind="slowdown", worker=0, factor=4.0, length_s=60.0),))
+    conserved(slowed, len(t))
+    ratio = slowed.queries["execution_ms"].median() / plain.queries["execution_ms"].median()
+    assert 3.0 < ratio < 5.0, ratio
+
+
+def test_a_corrupt_model_file_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the real-execution extra (onnx, onnxruntime) is not installed")
+    from infaas_sim.realtime import open_runner
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"this is not an ONNX protobuf")
+    with pytest.raises(ConfigError) as exc:
+        open_runner("onnxruntime", bad, 1, 4, {})
+    assert "backend onnxruntime: cannot open model.onnx (" in str(exc.value) and "\n" not in str(exc.value)

@@ -75,12 +75,25 @@ def test_resource_overrides_replace_amounts_and_bad_keys_are_config_errors() -> 
         ({"placement_timeout_s": 0}, "placement_timeout_s"),
         ({"num_cpus": -2}, "num_cpus"),
         ({"address": ""}, "address"),
+        ({"connect_timeout_s": 0}, "connect_timeout_s"),
     ],
 )
 def test_bad_executor_settings_are_one_line_config_errors(params: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle) as info:
         make_executor("ray", **params)
     assert "\n" not in str(info.value)
+
+
+def test_an_address_nobody_answers_is_a_one_line_error_within_the_timeout() -> None:
+    import time
+
+    from executors.ray import _reachable
+
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"cannot reach Ray at '127\.0\.0\.1:1' within 3 s") as info:
+        _reachable("127.0.0.1:1", 3.0)  # nothing listens on port 1: refused at once
+    assert time.monotonic() - t0 < 5 and "\n" not in str(info.value)
+    _reachable("auto", 1.0)  # other address forms are Ray's to resolve
 
 
 def test_without_ray_the_executor_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,6 +54,10 @@ def test_a_run_writes_records_timeline_summary_and_figures(tmp_path: Path) -> No
         ("run.seed=-1", "run.seed must be >= 0"),
         ("run.progress=maybe", "run.progress must be true or false"),
         ("cluster.min_workers.cpu=30", "exceeds cluster.max_workers.cpu"),
+        ("+cluster.instance_types.mine={kind: cpu, vcpus: abc, memory_mb: 1024, price_per_hour: 0.1}",
+         "cluster.instance_types.mine.vcpus must be a int, got 'abc'"),
+        ("trace.qps=1e12", "arrivals in the run; the limit is 2e+08"),
+        ("run.faults=[{at_s: soon}]", "fault at_s must be a finite number, got 'soon'"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_no_results(tmp_path: Path, override: str, needle: str) -> None:
@@ -65,6 +69,25 @@ def test_bad_input_is_a_one_line_error_and_no_results(tmp_path: Path, override: 
     out = tmp_path / "run"
     assert not (out / "summary.json").exists() and not (out / "queries.parquet").exists()
     assert (out / "error.txt").read_text().startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["policy=nosuch"], "unknown policy 'nosuch' for 'policy=nosuch' (known: clipper_plus, hpa, infaas"),
+        (["polcy=static"], "unknown option 'polcy' in 'polcy=static' (known: "),
+        (["catalog=nonexistent"], "unknown catalog 'nonexistent'"),
+        (["-m", "policy=static,nosuch"], "unknown policy 'nosuch'"),
+        (["trace.qps=[1,"], "bad command-line override"),
+    ],
+)
+def test_a_mistyped_group_option_or_key_is_one_line_naming_the_known_ones(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    proc = cli(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
 
 
 def test_malformed_trace_file_names_file_and_line(tmp_path: Path) -> None:
@@ -109,3 +132,57 @@ def test_the_installed_command_finds_its_config_from_any_folder(tmp_path: Path) 
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["queries"] > 0
+
+
+@pytest.mark.parametrize(("sig", "code"), [(2, 130), (15, 143)])
+def test_an_interrupted_run_keeps_what_it_has_and_says_it_is_incomplete(tmp_path: Path, sig: int, code: int) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", f"hydra.run.dir={out}", "trace=poisson", "trace.qps=50",
+         "workload=single", "run.duration_s=20000", "run.progress=false", "outputs.figures=false"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    log = out / "run.log"
+    while time.monotonic() < deadline and "infaas-sim" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    time.sleep(3.0)  # into the run loop
+    t0 = time.monotonic()
+    proc.send_signal(signal.Signals(sig))
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: interrupted by {signal.Signals(sig).name} at t = ")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and "interrupted by" in summary["interrupted"]
+    queries = pd.read_parquet(out / "queries.parquet")
+    assert len(queries) == summary["queries"] > 0
+    assert summary["served"] + summary["rejected"] + summary["failed"] == summary["queries"]
+    assert "interrupted by" in (out / "run.log").read_text()
+
+
+def test_the_run_log_holds_the_runs_lines(tmp_path: Path) -> None:
+    proc = cli(tmp_path, *SHORT, "workload=single")
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "infaas-sim " in log and "queries, served" in log
+
+
+def test_faults_that_cannot_happen_are_warned_about_in_the_log_and_summary(tmp_path: Path) -> None:
+    proc = cli(tmp_path, *SHORT, "workload=single", "run.faults=[{at_s: 5, worker: 999}, {at_s: 5000}]")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert any("no worker 999" in w for w in summary["warnings"])
+    assert any("at 5000 s is after the run's end" in w for w in summary["warnings"])
+    assert "no worker 999" in (tmp_path / "run" / "run.log").read_text()
+    assert "warning: fault crash at 5000 s" in proc.stderr
+
+
+def test_a_fractional_replica_count_is_refused_not_rounded(tmp_path: Path) -> None:
+    proc = cli(tmp_path, *SHORT, "workload=single", "policy=static", "policy.params.replicas=2.5")
+    assert proc.returncode == 2, proc.stderr
+    assert "replicas must be a whole number, 'peak' or 'mean', got 2.5" in proc.stderr.strip().splitlines()[-1]

@@ -109,6 +109,10 @@ def _replace_cell(line: str, col: str, value: str) -> str:
         ("variant_id", "", "missing value"),
         ("latency_intercept_ms", "inf", "expected a finite number"),
         ("profile", "1:5;x", "expected 'batch:ms;batch:ms'"),
+        ("profile", "1:nan;2:5", "latencies finite and > 0"),
+        ("profile", "1:4;2:inf", "latencies finite and > 0"),
+        ("variant_id", "   ", "missing value"),
+        ("latency_cv", "-0.1", "expected a number >= 0"),
     ],
 )
 def test_a_bad_csv_row_names_its_row_and_column(
@@ -186,6 +190,20 @@ def test_a_hash_inside_a_field_is_kept(tiny_catalog: Catalog, tmp_path: Path) ->
     frame.loc[0, "source"] = "https://example.org/bench#table-2"
     frame.to_csv(tmp_path / "cat.csv", index=False)
     assert Catalog.load(tmp_path / "cat.csv").variants[0].source == "https://example.org/bench#table-2"
+
+
+def test_a_column_twice_in_the_header_is_refused(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    lines = _csv_lines(tiny_catalog, tmp_path)
+    lines[0] = lines[0].replace("memory_mb", "accuracy")
+    with pytest.raises(CatalogError, match=r"bad\.csv row 1: column\(s\) 'accuracy' appear twice in the header"):
+        Catalog.load(_write(tmp_path, lines))
+
+
+def test_a_header_with_a_byte_order_mark_loads(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    lines = _csv_lines(tiny_catalog, tmp_path)
+    p = tmp_path / "bom.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
+    assert [v.variant_id for v in Catalog.load(p).variants] == [v.variant_id for v in tiny_catalog.variants]
 
 
 def test_missing_or_unreadable_files_are_catalog_errors(tmp_path: Path) -> None:
@@ -344,11 +362,16 @@ def test_cpu_latency_is_the_profiled_row_at_its_cores_and_interpolated_in_invers
 
 
 def test_the_default_catalogs_cpu_rows_agree_with_its_core_profiles() -> None:
+    # Measured on 1 and 2 cores, fitted on 4 and 8: one CPU model, resized between its rows.
     cat = Catalog.load("default")
-    v2, v4, v8 = (cat[f"alexnet-pytorch-cpu-{c}c"] for c in (2, 4, 8))
-    assert cat.core_profile(v2).cores == (2.0, 4.0, 8.0)
+    v1, v2, v4, v8 = (cat[f"alexnet-ort-fp32-opt-{c}c"] for c in (1, 2, 4, 8))
+    assert cat.core_profile(v2).cores == (1.0, 2.0, 4.0, 8.0)
     for b in range(1, v2.max_batch + 1):
-        assert cat.cpu_latency_ms(v2, 8, b) == pytest.approx(v8.latency_ms(b))
-        assert cat.cpu_latency_ms(v8, 4, b) == pytest.approx(v4.latency_ms(b))
-        # Its rows follow Amdahl's law with the simulator's parallel share.
-        assert cat.cpu_latency_ms(v2, 3, b) == pytest.approx(v2.latency_ms(b) * cpu_latency_factor(2, 3), rel=1e-3)
+        assert cat.cpu_latency_ms(v1, 8, b) == pytest.approx(v8.latency_ms(b))
+        assert cat.cpu_latency_ms(v8, 2, b) == pytest.approx(v2.latency_ms(b))
+        # Between two rows: linear in 1/cores, which is exact for the fitted l(c, b) model.
+        six = cat.cpu_latency_ms(v2, 6, b)
+        l4, l8 = v4.latency_ms(b), v8.latency_ms(b)
+        assert six == pytest.approx(l4 + (l8 - l4) * (1 / 6 - 1 / 4) / (1 / 8 - 1 / 4))
+        # Beyond the rows: Amdahl's law with the simulator's parallel share, from the nearest.
+        assert cat.cpu_latency_ms(v2, 16, b) == pytest.approx(v8.latency_ms(b) * cpu_latency_factor(8, 16))

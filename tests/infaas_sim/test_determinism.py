@@ -70,3 +70,45 @@ def test_without_noise_the_seed_does_not_matter(h: Any, tmp_path: Path) -> None:
     a = _parquet_bytes(_run(h, seed=1, noise_cv=0.0), tmp_path / "a.parquet")
     b = _parquet_bytes(_run(h, seed=2, noise_cv=0.0), tmp_path / "b.parquet")
     assert a == b
+
+
+def test_by_default_each_variant_gets_its_measured_spread(h: Any) -> None:
+    # noise_cv null (the default): the catalog's latency_cv per variant; 0 means deterministic.
+    from dataclasses import replace
+
+    t, idx = h.merge((h.poisson_times(300, 20.0, seed=7), 0), (h.poisson_times(80, 20.0, seed=8), 1))
+    apps = [h.task_app(slo_ms=50, index=0, name="fast"), h.task_app(slo_ms=200, index=1, name="slow")]
+
+    def ratios(cv: float, seed: int = 5) -> tuple[np.ndarray, RunResult]:
+        variants = tuple(replace(v, latency_cv=cv) for v in h.VARIANTS)
+        res = h.simulate(variants, h.workload(apps, t, idx), make_policy("static", replicas="peak"), 20.0,
+                         executor=make_executor("sim"), spec=h.spec(max_wait_s=0.004), seed=seed)  # fmt: skip
+        q = res.queries[res.queries["status"] == "served"].drop_duplicates(["instance", "completion"])
+        cat = {v.variant_id: v for v in variants}
+        profiled = [cat[v].latency_ms(b) for v, b in zip(q["variant"], q["exec_batch"], strict=True)]
+        return q["execution_ms"].to_numpy() / np.array(profiled), res
+
+    noisy, res = ratios(0.3)
+    assert len(noisy) > 2000
+    assert abs(noisy.mean() - 1) < 0.03 and abs(noisy.std() / noisy.mean() - 0.3) < 0.03
+    quiet, _ = ratios(0.0)
+    assert np.allclose(quiet, 1.0)
+    assert res.queries.equals(ratios(0.3)[1].queries)  # still a function of the seed
+    # A number given as noise_cv overrides the catalog's spread.
+    forced = h.simulate(tuple(replace(v, latency_cv=0.3) for v in h.VARIANTS), h.workload(apps, t, idx),
+                        make_policy("static", replicas="peak"), 20.0, executor=make_executor("sim", noise_cv=0.0),
+                        spec=h.spec(max_wait_s=0.004), seed=5)  # fmt: skip
+    q = forced.queries[forced.queries["status"] == "served"]
+    cat = {v.variant_id: v for v in h.VARIANTS}
+    profiled = [cat[v].latency_ms(b) for v, b in zip(q["variant"], q["exec_batch"], strict=True)]
+    assert np.allclose(q["execution_ms"], profiled)
+
+
+def test_noise_cv_must_be_a_number_or_null() -> None:
+    import pytest
+
+    from infaas_sim.errors import ConfigError
+
+    for bad in ("abc", True, -0.1):
+        with pytest.raises(ConfigError, match="noise_cv"):
+            make_executor("sim", noise_cv=bad)

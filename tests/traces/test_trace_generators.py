@@ -160,7 +160,7 @@ def test_bad_duration_is_a_config_error() -> None:
 def test_register_trace_rejects_a_second_class_under_a_taken_name() -> None:
     from dataclasses import dataclass
 
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="registered twice"):
 
         @register_trace("poisson")
         @dataclass(frozen=True)

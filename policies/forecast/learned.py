@@ -4,7 +4,7 @@ IPA and InfAdapter forecast with a small LSTM over the recent window maxima (Inf
 maximum of each of the last 10 minutes predicts the next minute's maximum; IPA: the maximum of
 each of the last twelve 10 s windows predicts the next 20 s). This forecaster keeps their
 inputs and target but replaces the LSTM with a lighter learner, as the issue allows where it
-forecasts as well (shown on the held-out days of the real trace: ``tests/infaas_sim/forecast``
+forecasts as well (shown on the held-out days of the real trace: ``tests/policies/forecast``
 and ``docs/themis_infadapter.md``):
 
 - inputs, at a time t: the maxima m_1..m_L of the last ``lags`` whole windows of ``window_s``
@@ -41,7 +41,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from infaas_sim.errors import ConfigError
-from infaas_sim.forecast.base import (
+from policies.forecast.base import (
     FloatArray,
     Forecaster,
     check_float,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from infaas_sim.errors import ConfigError
-from infaas_sim.forecast import LearnedForecaster, evaluate, make_forecaster
-from infaas_sim.forecast.learned import DAY_S, TRAIN_DAYS
+from policies.forecast import LearnedForecaster, evaluate, make_forecaster
+from policies.forecast.learned import DAY_S, TRAIN_DAYS
 from traces.paper_slices import real_trace_path
 from traces.replay import read_trace_file
 from traces.twitter import TwitterTrace

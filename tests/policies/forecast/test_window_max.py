@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from infaas_sim.errors import ConfigError
-from infaas_sim.forecast import WindowMax, forecaster_names, make_forecaster
+from policies.forecast import WindowMax, forecaster_names, make_forecaster
 
 
 def test_forecast_is_the_maximum_of_the_last_window() -> None:

@@ -7,7 +7,7 @@ they read from the view (``ClusterView.app_rate_series``), either incrementally 
 :meth:`Forecaster.predict_from` (stateless, what the evaluation uses).
 
 New forecasters: a subclass decorated with ``@register_forecaster("name")`` and one import
-line in ``infaas_sim/forecast/__init__.py``; ``make_forecaster(name, **params)`` builds one.
+line in ``policies/forecast/__init__.py``; ``make_forecaster(name, **params)`` builds one.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infaas_sim.errors import ConfigError
+from infaas_sim.registry import Registry
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -81,39 +82,31 @@ def window_maxima(history: FloatArray, window_s: int, count: int) -> FloatArray:
 
 
 # --- registry ------------------------------------------------------------------------------
-_FORECASTERS: dict[str, type[Forecaster]] = {}
+def _name_forecaster(name: str, cls: type[Forecaster]) -> None:
+    cls.name = name
+
+
+FORECASTERS: Registry[type[Forecaster]] = Registry("forecaster", "infaas_sim.forecasters", _name_forecaster)
 
 F = TypeVar("F", bound=type[Forecaster])
 
 
 def register_forecaster(name: str) -> Callable[[F], F]:
     def deco(cls: F) -> F:
-        old = _FORECASTERS.get(name)
-        if old is not None and old is not cls:
-            raise ValueError(f"forecaster {name!r} registered twice")
-        cls.name = name
-        _FORECASTERS[name] = cls
+        FORECASTERS.add(name, cls)
         return cls
 
     return deco
 
 
 def forecaster_names() -> list[str]:
-    _import_builtin()
-    return sorted(_FORECASTERS)
+    return FORECASTERS.names()
 
 
 def make_forecaster(name: str, **params: Any) -> Forecaster:
     """Build the forecaster registered as ``name``; a clear ConfigError otherwise."""
-    _import_builtin()
-    cls = _FORECASTERS.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown forecaster {name!r} (known: {', '.join(sorted(_FORECASTERS))})")
+    cls = FORECASTERS.get(name)
     try:
         return cls(**params)
     except TypeError as exc:
         raise ConfigError(f"forecaster {name!r}: {exc}") from None
-
-
-def _import_builtin() -> None:
-    import infaas_sim.forecast  # noqa: F401  (registers the built-in forecasters)

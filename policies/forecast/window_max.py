@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from infaas_sim.forecast.base import FloatArray, Forecaster, check_int, register_forecaster
+from policies.forecast.base import FloatArray, Forecaster, check_int, register_forecaster
 
 
 @register_forecaster("window_max")

@@ -1,9 +1,9 @@
 """Load forecasting: a forecaster interface, a moving-window maximum baseline and a learned
 forecaster. Importing this package registers the built-in forecasters."""
 
-from infaas_sim.forecast.base import Forecaster, forecaster_names, make_forecaster, register_forecaster
-from infaas_sim.forecast.learned import LearnedForecaster, evaluate
-from infaas_sim.forecast.window_max import WindowMax
+from policies.forecast.base import Forecaster, forecaster_names, make_forecaster, register_forecaster
+from policies.forecast.learned import LearnedForecaster, evaluate
+from policies.forecast.window_max import WindowMax
 
 __all__ = [
     "Forecaster",
