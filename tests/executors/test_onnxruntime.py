@@ -129,11 +129,13 @@ def test_overload_queues_then_rejects_with_a_reason_and_stays_bounded(built: Any
     s = res.summary
     assert s["failed"] == 0
     assert s["rejected"] > 0.3 * len(t)
-    assert q.loc[q["status"] == "rejected", "reason"].str.contains("exceeds 0.1 s").all()
+    reasons = q.loc[q["status"] == "rejected", "reason"]
+    assert reasons.str.contains(r"exceeds cluster\.max_queue_s 0\.1 s|over cluster\.max_queue_s 0\.1 s").all()
     assert s["served"] > 0 and ex.stats.max_inflight == 1
     assert (q.loc[q["status"] == "served", "exec_batch"] <= 4).all()
-    # Served queries waited at most about the queue bound plus a few batches.
-    assert q.loc[q["status"] == "served", "queueing_ms"].max() < 1000
+    # No served query waited longer than the bound (a slower-than-profiled one is dropped).
+    served = q[q["status"] == "served"]
+    assert (served["queueing_ms"] + served["batching_ms"] + served["loading_ms"]).max() <= 100 + 1e-6
 
 
 def test_a_failing_batch_fails_its_queries_with_the_fault(built: Any, h: Any, conserved: Any,
@@ -216,7 +218,8 @@ def test_a_slowdown_fault_slows_real_batches_too(built: Any, h: Any, conserved: 
     slowed = run((Fault(at_s=0.0, kind="slowdown", worker=0, factor=4.0, length_s=60.0),))
     conserved(slowed, len(t))
     ratio = slowed.queries["execution_ms"].median() / plain.queries["execution_ms"].median()
-    assert 3.0 < ratio < 5.0, ratio
+    # 4x the runtime; the hand-offs around it (not slowed) pull the ratio of whole batches below 4.
+    assert 2.5 < ratio < 5.0, ratio
 
 
 def test_a_corrupt_model_file_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
