@@ -258,9 +258,9 @@ class Instance:
         """Queries per second queued on this instance over the last ``window_s`` seconds."""
         return self.cluster.instance_meter.rate(self.iid, self.cluster.env.now, window_s)
 
-    def backlog_s(self, now: float) -> float:
+    def backlog_s(self, now: float, pace: float = 1.0) -> float:
         """Estimated time until a query queued now would start: loading, the running batch,
-        and the queued inputs in full batches."""
+        and the queued inputs in full batches, at ``pace`` times the profiled latency."""
         # Hot path (several calls per routed query): module-level constants and conditional
         # expressions instead of max()/divmod(); the arithmetic, and so every result, is the
         # same as max(0.0, x) (which keeps 0.0 for x <= 0 and NaN) and divmod.
@@ -270,33 +270,8 @@ class Instance:
         else:
             t = 0.0
         if self.busy:
-            d = self.busy_until - now
-            t += d if d > 0.0 else 0.0
-        q = self.queued_inputs
-        if q:
-            mb = self.max_batch
-            table = self.latency_table
-            rest = q % mb
-            t += ((q // mb) * table[mb] + (table[rest] if rest else 0.0)) / 1000
-        return t
-
-    def admission_wait_s(self, now: float) -> float:
-        """The wait a query queued now should expect, for admission: :meth:`backlog_s` (the
-        instance's state: its worker's start-up and its own loading, the running batch, the
-        queue in full batches) with the running batch and the queue taken at the pace the
-        instance really runs: the observed / profiled ratio of its recent batches, or its
-        worker's slowdown if that is worse (a fault, a runtime slower than its profile)."""
-        pace = self.latency_ratio if self.batches_done else 1.0
-        slow = self.worker.slowdown
-        pace = slow if slow > pace else pace
-        if self.state is _LOADING:
-            t = self.ready_at - now
-            t = t if t > 0.0 else 0.0
-        else:
-            t = 0.0
-        if self.busy:
-            # busy_until assumed the profiled latency: the batch ends later at a slower pace.
-            d = self.busy_start + (self.busy_until - self.busy_start) * pace - now
+            # busy_until assumed the profiled latency: at another pace the batch ends elsewhere.
+            d = (self.busy_until if pace == 1.0 else self.busy_start + (self.busy_until - self.busy_start) * pace) - now
             t += d if d > 0.0 else 0.0
         q = self.queued_inputs
         if q:
@@ -305,6 +280,16 @@ class Instance:
             rest = q % mb
             t += pace * ((q // mb) * table[mb] + (table[rest] if rest else 0.0)) / 1000
         return t
+
+    def admission_wait_s(self, now: float) -> float:
+        """The wait a query queued now should expect, for admission: :meth:`backlog_s` (the
+        instance's state: its worker's start-up and its own loading, the running batch, the
+        queue in full batches) at the pace the instance really runs: the observed / profiled
+        ratio of its recent batches, or its worker's slowdown if that is worse (a fault, a
+        runtime slower than its profile)."""
+        pace = self.latency_ratio if self.batches_done else 1.0
+        slow = self.worker.slowdown
+        return self.backlog_s(now, slow if slow > pace else pace)
 
     # --- batcher ------------------------------------------------------------------------
     def enqueue(self, q: Query, now: float) -> None:
