@@ -549,3 +549,84 @@ def test_the_batch_limit_tightens_only_for_a_tighter_slo_served_throughout_a_hol
     during = served[(served["arrival"] > t_down + 0.1) & (served["arrival"] < last_tight)]
     assert (during["exec_batch"] == 1).all()
     assert served.loc[(served["arrival"] > 4) & (served["arrival"] < t_down - 0.5), "exec_batch"].max() > 1
+
+
+# --- moves (upgrades) onto a target, and VM scale-out ------------------------------------------
+SLOW = {  # the AWS start-ups: a CPU VM boots in 60 s, a GPU VM in 90 s
+    "cpu": InstanceType("cpu", CPU, 8, 32768, 0.384, 60.0),
+    "gpu": InstanceType("gpu", GPU, 8, 62464, 3.06, 90.0, 1, 16384),
+}
+CPU8 = variant("r50-cpu8", CPU, 8, 4, 1500, 500, 20, 10)  # one per worker, 67/s within 200 ms
+
+
+def feed(bench: Bench, rates: dict[int, float], seconds: int = 3) -> None:
+    """Inputs per second into each instance's variant meter for ``seconds`` seconds."""
+    for iid, rate in rates.items():
+        vi = bench.cluster.instances[iid].vi
+        for s in range(seconds):
+            n = int(rate)
+            for k in range(n):
+                bench.cluster.variant_input_meter.add(vi, s + k / n)
+
+
+def test_an_upgrade_onto_a_target_that_serves_waits_for_replicas_for_both_loads() -> None:
+    # The GPU target already carries 600/s on one replica (730/s within 200 ms); the CPU
+    # source's 100/s must move there. One replica cannot carry 700/s with the 5% slack, so the
+    # move waits for a second one and the source keeps serving. (Counting the target's
+    # existing replica as the move's made it complete at once: the source was unloaded the
+    # next tick, and its load went nowhere.)
+    bench = Bench([CPU8, R50_GPU], [task_app("x", 200, 0)], types=SLOW)
+    bench.policy.setup(bench.view, bench.apps, {})
+    src = bench.load("r50-cpu8")
+    assert bench.cluster.add_worker("gpu", instant=True) is not None
+    dst = bench.load("r50-gpu")
+    feed(bench, {src: 100, dst: 600})
+    bench.env.run(until=3.0)
+    actions = bench.policy.autoscale(bench.view)
+    src_vi = bench.cluster.instances[src].vi
+    tr = bench.policy._trans[src_vi]
+    assert tr.replicas == 2
+    assert [x.instance_type for x in actions if isinstance(x, AddWorker)] == ["gpu"]
+    bench.env.run(until=4.0)
+    later = bench.policy.autoscale(bench.view)
+    assert not any(isinstance(x, Unload) and x.instance_id == src for x in actions + later)
+
+
+def test_an_upgrade_in_flight_follows_its_source_demand() -> None:
+    # The upgrade starts at 100/s (one GPU replica) while the GPU VM boots; the source's demand
+    # grows to 1,500/s: the move now waits for three replicas, and asks for room for them.
+    bench = Bench([CPU8, R50_GPU], [task_app("x", 200, 0)], types=SLOW)
+    bench.policy.setup(bench.view, bench.apps, {})
+    src = bench.load("r50-cpu8")
+    feed(bench, {src: 100})
+    bench.env.run(until=3.0)
+    bench.policy.autoscale(bench.view)
+    src_vi = bench.cluster.instances[src].vi
+    assert bench.policy._trans[src_vi].replicas == 1
+    feed(bench, {src: 1500}, seconds=5)
+    bench.env.run(until=5.0)
+    bench.policy.autoscale(bench.view)
+    assert bench.policy._trans[src_vi].replicas == 3
+
+
+def test_vm_scale_out_one_worker_per_back_off_or_what_the_demand_needs() -> None:
+    # 400/s on a CPU-only catalog: seven 8-core replicas (one per worker) where one runs.
+    def first_tick(**params: object) -> tuple[Bench, list[object]]:
+        bench = Bench([CPU8], [task_app("x", 200, 0)], types=SLOW, **params)
+        bench.policy.setup(bench.view, bench.apps, {})
+        src = bench.load("r50-cpu8")
+        feed(bench, {src: 400}, seconds=36)
+        bench.env.run(until=3.0)
+        return bench, list(bench.policy.autoscale(bench.view))
+
+    bench, actions = first_tick()
+    assert [x.instance_type for x in actions if isinstance(x, AddWorker)] == ["cpu"]  # the released rule
+    assert bench.cluster.add_worker("cpu") is not None  # it boots for 60 s
+    for t in range(4, 36):  # the next worker after the 30 s back-off, while that one still boots
+        bench.env.run(until=float(t))
+        added = [x for x in bench.policy.autoscale(bench.view) if isinstance(x, AddWorker)]
+        assert len(added) == (1 if t == 33 else 0), t
+    _, actions = first_tick(vm_scale_out="demand")
+    assert len([x for x in actions if isinstance(x, AddWorker)]) == 6  # the six missing replicas' workers
+    with pytest.raises(ConfigError, match="vm_scale_out"):
+        make_policy("infaas", vm_scale_out="fast")
