@@ -479,10 +479,33 @@ class Cluster:
         self.unplaced_loads = 0
         self.unplaced_by_kind: dict[HardwareKind, int] = {}
         self.action_log: list[tuple[float, str]] = []
+        # Indexes that keep placement and start-up linear (issue 16: 10,000 workers took 48 s):
+        # live workers (not released or crashed) and active ones (live, not draining) per kind,
+        # and per (kind, pool) the workers a load could go to (ready or starting, with free
+        # cores / NeuronCores; GPUs: any), by id.
+        self._live: dict[HardwareKind, int] = dict.fromkeys(HardwareKind, 0)
+        self._active: dict[HardwareKind, int] = dict.fromkeys(HardwareKind, 0)
+        self._room: dict[tuple[HardwareKind, str | None], dict[int, Worker]] = {}
         self._next_wid = 0
         self._next_iid = 0
 
     # --- reading ------------------------------------------------------------------------
+    def live_count(self, kind: HardwareKind) -> int:
+        """Workers of ``kind`` not released or crashed (draining ones included)."""
+        return self._live[kind]
+
+    def _touch(self, w: Worker) -> None:
+        """Keep ``w``'s membership of the placement index current after its state or room
+        changed. Membership is a necessary condition of ``Worker.fits`` (which ``place``
+        still checks), so the index only skips workers that cannot take a load."""
+        room = self._room.setdefault((w.kind, w.pool), {})
+        if w.state in (WorkerState.READY, WorkerState.STARTING) and (
+            w.kind is HardwareKind.GPU or w.itype.capacity_units - w.units_used > 1e-9
+        ):
+            room[w.wid] = w
+        else:
+            room.pop(w.wid, None)
+
     def live_workers(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.state not in (WorkerState.RELEASED, WorkerState.CRASHED)]
 
@@ -505,12 +528,14 @@ class Cluster:
         if type_name not in self.instance_types:
             raise ConfigError(f"unknown instance type {type_name!r} (known: {', '.join(self.instance_types)})")
         itype = self.instance_types[type_name]
-        live = sum(1 for w in self.live_workers() if w.kind is itype.kind)
-        if live >= self.max_workers[itype.kind]:
+        if self._live[itype.kind] >= self.max_workers[itype.kind]:
             return None
         w = Worker(self._next_wid, itype, self.env.now, 0.0 if instant else itype.startup_s, pool)
         self._next_wid += 1
         self.workers[w.wid] = w
+        self._live[w.kind] += 1
+        self._active[w.kind] += 1
+        self._touch(w)
         in_pool = "" if pool is None else f", pool {pool}"
         self.action_log.append((self.env.now, f"add worker {w.wid} ({type_name}{in_pool})"))
         if w.state is WorkerState.STARTING:
@@ -538,8 +563,7 @@ class Cluster:
         w = self.workers.get(wid)
         if w is None or w.state in (WorkerState.RELEASED, WorkerState.CRASHED, WorkerState.DRAINING):
             return
-        live = sum(1 for x in self.live_workers() if x.kind is w.kind and x.state is not WorkerState.DRAINING)
-        if live <= self.min_workers[w.kind]:
+        if self._active[w.kind] <= self.min_workers[w.kind]:
             return
         self.action_log.append((self.env.now, f"remove worker {wid}"))
         # Unload first, while the worker's state still says whether it is starting (an
@@ -547,12 +571,15 @@ class Cluster:
         for inst in list(w.instances):
             self.unload(inst.iid)
         w.state = WorkerState.DRAINING
+        self._active[w.kind] -= 1
+        self._touch(w)
         self._maybe_release(w)
 
     def _maybe_release(self, w: Worker) -> None:
         if w.state is WorkerState.DRAINING and not w.instances:
             w.state = WorkerState.RELEASED
             w.released_at = self.env.now
+            self._live[w.kind] -= 1
 
     def crash_worker(self, wid: int, fault: str) -> None:
         """A worker dies: its queued and running queries fail with ``fault``."""
@@ -574,8 +601,12 @@ class Cluster:
             self.recorder.failed_batch(doomed, f"worker {wid} crashed: {fault}", now)
         w.instances.clear()
         w.device_waiters.clear()
+        self._live[w.kind] -= 1
+        if w.state is not WorkerState.DRAINING:
+            self._active[w.kind] -= 1
         w.state = WorkerState.CRASHED
         w.released_at = now
+        self._touch(w)
 
     # --- instances ----------------------------------------------------------------------
     def place(
@@ -594,10 +625,11 @@ class Cluster:
             w = self.workers.get(prefer)
             return w if w is not None and w.pool == pool and w.fits(variant, units, exclusive) else None
         best: Worker | None = None
-        best_key: tuple[int, float, float] = (2, 0.0, 0.0)
-        for w in self.workers.values():
-            if w.kind is variant.hardware and w.pool == pool and w.fits(variant, units, exclusive):
-                key = (0 if w.state is WorkerState.READY else 1, -w.free_units(), -w.free_memory_mb())
+        best_key: tuple[int, float, float, int] = (2, 0.0, 0.0, 0)
+        for w in self._room.get((variant.hardware, pool), {}).values():
+            if w.fits(variant, units, exclusive):
+                # ties: the lowest id (the first in the workers' order, as a scan of them all)
+                key = (0 if w.state is WorkerState.READY else 1, -w.free_units(), -w.free_memory_mb(), w.wid)
                 if best is None or key < best_key:
                     best, best_key = w, key
         return best
@@ -641,6 +673,7 @@ class Cluster:
         w.units_used += inst.units
         if exclusive:
             w.reserved_devices += 1
+        self._touch(w)
         self.routable.setdefault(vi, []).append(inst)
         self.routable_by_pool.setdefault(w.pool, {}).setdefault(vi, []).append(inst)
         extra = f", {c:g} cores" if variant.hardware is HardwareKind.CPU and c != variant.allocation else ""
@@ -706,6 +739,7 @@ class Cluster:
             w.instances.remove(inst)
             w.memory_used_mb -= inst.variant.memory_mb
             w.units_used -= inst.units
+            self._touch(w)
             if inst.exclusive:
                 w.reserved_devices -= 1
                 if w.device_waiters:
@@ -744,6 +778,7 @@ class Cluster:
         self.action_log.append((now, f"resize instance {iid} to {cores:g} cores"))
         w.units_used += cores - inst.units
         inst.units = cores
+        self._touch(w)
         inst.resize_seq += 1
         seq = inst.resize_seq
 

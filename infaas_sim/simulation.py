@@ -221,7 +221,7 @@ def run_simulation(
     view = ClusterView(cluster)
     cluster.apply(policy.setup(view, workload.apps, workload.hints(run.duration_s)), instant=True)
     for kind, n in cluster.min_workers.items():
-        while sum(1 for w in cluster.live_workers() if w.kind is kind) < n:
+        while cluster.live_count(kind) < n:
             if cluster.add_worker(cluster.type_by_kind[kind], instant=True) is None:
                 break
     sampler = TimelineSampler()

@@ -84,7 +84,7 @@ def test_the_full_experiment_uses_the_papers_slices_and_a_synthetic_trace() -> N
                                  ("beyond_pipeline", "ipa-bursty")]:  # fmt: skip
         assert scenario in scenarios and traces[scenario]["name"] == "replay"
         for key, value in PAPER_SLICES[slice_name].items():
-            if key != "scale" or slice_name != "infadapter":  # scaled by 0.1 (the scenario's comment says why)
+            if key != "scale" or slice_name != "infadapter":  # scaled by 0.4 (the scenario's comment says why)
                 assert traces[scenario][key] == (pytest.approx(value) if isinstance(value, float) else value), key
         assert composed(f"+scenario={scenario}")["run"]["duration_s"] == PAPER_SLICES[slice_name]["length_s"]
 

@@ -1,6 +1,7 @@
 """Cluster actions and sharing: unloading drains, removing a worker stops its billing once
 drained, resizing changes a CPU instance's speed after the delay, GPU instances time-share
-their device, cores and NeuronCores are exclusive."""
+their device, cores and NeuronCores are exclusive; placement's index picks the worker a scan
+of every worker would."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infaas_sim.catalog import Catalog
 from infaas_sim.hardware import HardwareKind, InstanceType
@@ -463,3 +466,57 @@ def test_unloaded_and_crashed_replicas_leave_their_pools_routing(h: Any) -> None
                faults=[Fault(at_s=2.5, worker=0)])  # fmt: skip
     log = dict(policy.log)
     assert log[1.0] == [0, 1] and log[2.0] == [1] and log[3.0] == []
+
+
+# --- placement: the index picks what a scan of every worker would -----------------------------
+def _scan_place(cluster: Any, variant: Variant, units: float, pool: str | None = None) -> Any:
+    """The placement rule written as a scan of every worker: the fitting one with the most free
+    units (ready before starting), then the most free memory, then the lowest id."""
+    best, best_key = None, None
+    for w in cluster.workers.values():
+        if w.kind is variant.hardware and w.pool == pool and w.fits(variant, units):
+            key = (0 if w.state is WorkerState.READY else 1, -w.free_units(), -w.free_memory_mb(), w.wid)
+            if best_key is None or key < best_key:
+                best, best_key = w, key
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "add_now", "load", "unload", "remove", "crash", "resize", "run"]),
+                          st.integers(0, 30), st.sampled_from([1.0, 2.0, 4.0, 8.0])), max_size=60))  # fmt: skip
+def test_placement_index_chooses_as_a_scan_of_every_worker(ops: list[tuple[str, int, float]]) -> None:
+    import simpy
+
+    from infaas_sim.cluster import Cluster
+    from infaas_sim.executor import make_executor
+    from infaas_sim.metrics import Recorder
+
+    cpu = InstanceType("c8", HardwareKind.CPU, 8, 16384, 0.4, 5.0)
+    variants = [Variant(f"v{c:g}", "a", "t", "d", "fw", HardwareKind.CPU, "fp32", c, 1, 0.7, 100, 3000 * c, 10, 1)
+                for c in (1.0, 2.0, 4.0, 8.0)]  # fmt: skip
+    catalog = Catalog(variants)
+    env = simpy.Environment()
+    ex = make_executor("sim")
+    ex.bind(env, 0)
+    cluster = Cluster(env, catalog, ex, Recorder(catalog, []), {"c8": cpu}, {HardwareKind.CPU: "c8"},
+                      min_workers={HardwareKind.CPU: 1}, max_workers={HardwareKind.CPU: 12})  # fmt: skip
+    for op, k, cores in ops:
+        if op in ("add", "add_now"):
+            cluster.add_worker("c8", instant=op == "add_now")
+        elif op == "load":
+            before = _scan_place(cluster, catalog[f"v{cores:g}"], cores)
+            inst = cluster.load(f"v{cores:g}", allow_new_worker=False)
+            assert (inst.worker if inst is not None else None) is before
+        elif op == "unload" and cluster.instances:
+            cluster.unload(sorted(cluster.instances)[k % len(cluster.instances)])
+        elif op == "resize" and cluster.instances:
+            cluster.resize(sorted(cluster.instances)[k % len(cluster.instances)], cores)
+        elif op in ("remove", "crash") and cluster.workers:
+            wid = sorted(cluster.workers)[k % len(cluster.workers)]
+            cluster.remove_worker(wid) if op == "remove" else cluster.crash_worker(wid, "test")
+        elif op == "run":
+            env.run(until=env.now + k)
+        for v in variants:
+            assert cluster.place(v, v.allocation) is _scan_place(cluster, v, v.allocation)
+        live = [w for w in cluster.workers.values() if w.state not in (WorkerState.RELEASED, WorkerState.CRASHED)]
+        assert cluster.live_count(HardwareKind.CPU) == len(live)
