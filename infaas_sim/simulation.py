@@ -243,7 +243,7 @@ def run_simulation(
         deadline = run.duration_s + run.drain_s
         try:
             env.run(until=run.duration_s)
-            while (not done["arrivals"] or len(recorder.rows) < recorder.arrived) and env.peek() <= deadline:
+            while (not done["arrivals"] or recorder.outcomes < recorder.arrived) and env.peek() <= deadline:
                 env.step()
             end_reason = (
                 f"still queued when the run ended (t = {deadline:g} s: run.duration_s {run.duration_s:g} s "

@@ -20,6 +20,10 @@ CPU = HardwareKind.CPU
 
 @pytest.fixture(scope="module")
 def mixed(h: Any) -> RunResult:
+    return mixed_run(h)
+
+
+def mixed_run(h: Any) -> RunResult:
     # 60 s: app "a" (SLO 15 ms) on one cpu-d10 at rho 0.5, app "b" (pinned gpu-a) whose
     # every third query the policy rejects, and a crash of the GPU worker at 40 s.
     t, idx = h.merge((h.poisson_times(50, 60.0, seed=1), 0), (h.periodic_times(0.1, 60.0, start=0.05), 1))
@@ -244,3 +248,16 @@ def test_allocated_cores_give_core_hours(h: Any) -> None:
     assert (tl["allocated_gpu"] == 0).all() and (tl["allocated_inferentia"] == 0).all()
     assert s["core_hours"] == pytest.approx(2 * 3 * 30 / 3600, rel=1 / 30)
     assert s["allocated_unit_hours"] == {"cpu": s["core_hours"], "gpu": 0.0, "inferentia": 0.0}
+
+
+def test_records_packed_into_columns_as_the_run_goes_read_back_the_same(
+    h: Any, mixed: RunResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The recorder packs its tuples into typed columns every CHUNK outcomes (bounded in-loop
+    # memory): with chunks of 7 the same run gives the same records, bit for bit.
+    import infaas_sim.metrics as metrics
+
+    monkeypatch.setattr(metrics, "CHUNK", 7)
+    again = mixed_run(h)
+    pd.testing.assert_frame_equal(again.queries, mixed.queries)
+    assert again.summary["queries"] == mixed.summary["queries"]
