@@ -15,7 +15,6 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from infaas_sim.report import load_jobs, write_report
 
 SUMMARY_COLUMNS = [
     "policy",
@@ -66,6 +65,8 @@ class SweepSummary(Callback):
             text = table.to_string(index=False)
         (sweep_dir / "sweep_summary.txt").write_text(text + "\n")
         print(f"\nsweep summary ({sweep_dir / 'sweep_summary.csv'}):\n{text}")
+        from infaas_sim.report import load_jobs, write_report  # lazily: matplotlib, only for a sweep
+
         jobs = load_jobs(sweep_dir)
         if any(j.labelled for j in jobs):  # +scenario / +arm: a side-by-side comparison
             from experiments.claims import claims_for

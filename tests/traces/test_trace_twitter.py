@@ -4,6 +4,8 @@ and determinism."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,17 @@ def test_same_seed_same_arrays_and_defaults() -> None:
 def test_impossible_peak_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="peak_qps / mean_qps"):
         make_trace("twitter", mean_qps=1, peak_qps=1e6).rate(10, np.random.default_rng(0))
+
+
+def test_the_ar1_recursion_is_scipy_lfilters_bit_for_bit() -> None:
+    # ou_noise runs its AR(1) filter without scipy.signal (1.4 CPU s of start-up); the
+    # recursion must round as lfilter does, so that traces stay the same bit for bit.
+    from scipy.signal import lfilter
+
+    from traces.twitter import _ar1
+
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 5000):
+        for a in (0.5, math.exp(-1 / 37.0), 0.999):
+            e = rng.standard_normal(n)
+            assert np.array_equal(_ar1(e, a), lfilter([1.0], [1.0, -a], e))
