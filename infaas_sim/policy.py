@@ -144,6 +144,11 @@ class Policy(ABC):
     def autoscale(self, view: ClusterView) -> list[Action]:
         return []
 
+    @classmethod
+    def error(cls, message: str) -> ConfigError:
+        """A bad parameter or input of this policy, as the one-line error the CLI prints."""
+        return ConfigError(f"policy {cls.name or cls.__name__}: {message}")
+
 
 def _name_policy(name: str, cls: type[Policy]) -> None:
     cls.name = name

@@ -145,9 +145,6 @@ class BaselinePolicy(Policy):
         self.app_dep: dict[int, Deployment] = {}  # application index -> its deployment
 
     # --- validation --------------------------------------------------------------------
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(f"policy {self.name}: {message}")
-
     def check_number(self, name: str, value: object, low: float, high: float = math.inf,
                      low_open: bool = False, integer: bool = False) -> None:  # fmt: skip
         """``value`` must be a number (an integer if ``integer``) in [low, high], or (low, high]

@@ -61,7 +61,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from infaas_sim.catalog import Candidates
-from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query
@@ -288,9 +287,6 @@ class InfAdapterPolicy(Policy):
         self.applied: list[tuple[float, Plan]] = []
         #: (time, shares) whenever the dispatch weights change (mid-redeploy: by ready capacity)
         self.share_log: list[tuple[float, tuple[float, ...]]] = []
-
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(f"policy infadapter: {message}")
 
     # --- setup -------------------------------------------------------------------------
     def setup(self, view: ClusterView, apps: Sequence[Application], hints: Mapping[str, WorkloadHint]) -> list[Action]:

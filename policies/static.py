@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 
 from infaas_sim.catalog import Candidates
 from infaas_sim.dispatch import LEAST_BACKLOG, check_dispatch
-from infaas_sim.errors import ConfigError
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query, Requirement
 from infaas_sim.sizing import replicas_needed
@@ -47,10 +46,6 @@ from policies.baseline_common import (
 )
 
 
-def _error(message: str) -> ConfigError:
-    return ConfigError(f"policy static: {message}")
-
-
 @register_policy("static")
 class StaticPolicy(Policy):
     tick_s = None
@@ -65,18 +60,18 @@ class StaticPolicy(Policy):
         hardware: str = "any",
     ) -> None:
         if isinstance(replicas, str) and replicas not in ("peak", "mean"):
-            raise _error(f"replicas must be a number, 'peak' or 'mean', got {replicas!r}")
+            raise self.error(f"replicas must be a number, 'peak' or 'mean', got {replicas!r}")
         given: object = replicas  # a config may hand over a float (2.0) or a bool
         whole = isinstance(given, int | str) or (isinstance(given, float) and given.is_integer())
         if isinstance(given, bool) or not whole:
             # 2.5 replicas is a typo, not a request to round: say so rather than pick one
-            raise _error(f"replicas must be a whole number, 'peak' or 'mean', got {given!r}")
+            raise self.error(f"replicas must be a whole number, 'peak' or 'mean', got {given!r}")
         if isinstance(given, float):
             replicas = int(given)
         if isinstance(replicas, int) and replicas < 1:
-            raise _error(f"replicas must be >= 1, got {replicas}")
+            raise self.error(f"replicas must be >= 1, got {replicas}")
         if not 0 < target_util <= 1:
-            raise _error(f"target_util must be in (0, 1], got {target_util}")
+            raise self.error(f"target_util must be in (0, 1], got {target_util}")
         self.variants = dict(variants or {})
         self.replicas = replicas
         self.target_util = target_util
@@ -89,7 +84,7 @@ class StaticPolicy(Policy):
         catalog = view.catalog
         unknown = set(self.variants) - {a.name for a in apps}
         if unknown:
-            raise _error(f"variants given for unknown application(s) {sorted(unknown)}")
+            raise self.error(f"variants given for unknown application(s) {sorted(unknown)}")
         actions: list[Action] = []
         for app in apps:
             hint = hints.get(app.name, WorkloadHint(0.0, 0.0))
@@ -97,7 +92,7 @@ class StaticPolicy(Policy):
             named = self.variants.get(app.name, "auto")
             names = list(named) if isinstance(named, list | tuple) else [named] * len(app.stages)
             if len(names) != len(app.stages) or (len(app.stages) > 1 and isinstance(named, str) and named != "auto"):
-                raise _error(
+                raise self.error(
                     f"application {app.name!r} has {len(app.stages)} stage(s): give its variants as a list, "
                     "one per stage"
                 )
@@ -118,9 +113,9 @@ class StaticPolicy(Policy):
         cands = catalog.candidates(req, app.batch).indices
         if named == "auto":
             vi, n = choose_variant(view, app.name, cands, qps * app.batch, req.slo_ms, self.hardware, self.target_util,
-                                   _error)  # fmt: skip
+                                   self.error)  # fmt: skip
         else:
-            vi = named_variant(view, app.name, cands, named, self.hardware, _error)
+            vi = named_variant(view, app.name, cands, named, self.hardware, self.error)
             n = replicas_needed(catalog.variants[vi], qps * app.batch, req.slo_ms, self.target_util)
         if isinstance(self.replicas, int):
             n = self.replicas

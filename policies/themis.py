@@ -99,7 +99,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from infaas_sim.catalog import Candidates
-from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import (
     Action,
@@ -421,9 +420,6 @@ class ThemisPolicy(Policy):
         self.recent_cores: list[tuple[float, list[int]]] = []
         #: (time, branch, lambda, surge) of every loop, for tests and figures
         self.log: list[tuple[float, str, float, bool]] = []
-
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(f"policy themis: {message}")
 
     @property
     def variant(self) -> Variant | None:
