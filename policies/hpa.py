@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from infaas_sim.hysteresis import stabilize
 from infaas_sim.policy import Action, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState
@@ -73,20 +74,6 @@ def hpa_recommendation(current: int, utilisations: Sequence[float], unready: int
         return current
     desired = math.ceil(new_ratio * (ready + unready) - 1e-9)
     return max(desired, current)
-
-
-def stabilize(history: Sequence[tuple[float, int]], now: float, current: int, recommendation: int,
-              up_window_s: float = 0.0, down_window_s: float = 300.0) -> int:  # fmt: skip
-    """HPA's stabilisation: at least the lowest recommendation of the scale-up window and at
-    most the highest of the scale-down window (``history``: earlier (time, recommendation)
-    pairs; the current ``recommendation`` counts in both), starting from ``current``."""
-    up = down = recommendation
-    for t, r in history:
-        if t > now - up_window_s:
-            up = min(up, r)
-        if t > now - down_window_s:
-            down = max(down, r)
-    return min(max(current, up), down)
 
 
 def scale_up_limit(current: int, percent: float = 100.0, pods: int = 4) -> int:

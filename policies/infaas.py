@@ -143,6 +143,7 @@ from dataclasses import dataclass
 from infaas_sim.catalog import Candidates, Catalog
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.hysteresis import Cooldown, HoldDown
 from infaas_sim.policy import (
     Action,
     AddWorker,
@@ -475,9 +476,8 @@ class InfaasPolicy(Policy):
         self._missed: dict[int, float] = {}  # inputs turned away per variant since the tick
         self._cold: dict[int, float] = {}  # variants wanted by queries that found nothing loaded
         self._route_kinds: set[HardwareKind] = set()  # kinds of loads the route asked for
-        self._down: dict[int, int] = {}  # scale-down hold-down counters
-        self._dg: dict[int, int] = {}  # downgrade hold-down counters
-        self._rs_target: dict[int, int] = {}  # per variant: the rightsizing target its counter is for
+        self._down: HoldDown[int] = HoldDown()  # per variant: scale-down checks in a row
+        self._dg: HoldDown[int] = HoldDown()  # per variant: downgrade (rightsize) checks in a row
         self._rs_since: dict[int, float] = {}  # per variant: when a rightsizing made it the target
         self._trans: dict[int, _Transition] = {}  # by source variant
         self._want_room: dict[HardwareKind, int] = {}
@@ -486,7 +486,7 @@ class InfaasPolicy(Policy):
         self._want_workers: dict[HardwareKind, float] = {}
         self._want_peak: dict[HardwareKind, float] = {}
         self._quiet: dict[int, int] = {}
-        self._backoff: dict[HardwareKind, float] = {}
+        self._vm_cooldown: Cooldown[HardwareKind] = Cooldown(self.vm_backoff_s)  # per kind, after an action
         self._last_tick = 0.0
         self._last_vm = 0.0
 
@@ -743,12 +743,12 @@ class InfaasPolicy(Policy):
                 continue
             s = slo - est
             if black[vi] > now and slo <= black_slo[vi]:
-                if s < fb_slack:
+                if fb is None or s < fb_slack:  # None: an SLO-free query has infinite slack
                     fb, fb_slack = inst_best, s
             elif loose and cpu:
-                if s < cpu_slack:
+                if best_cpu is None or s < cpu_slack:
                     best_cpu, cpu_slack = inst_best, s
-            elif s < best_slack:
+            elif best is None or s < best_slack:
                 best, best_slack = inst_best, s
         chosen = best_cpu if best_cpu is not None else best
         if chosen is None:
@@ -914,7 +914,7 @@ class InfaasPolicy(Policy):
         v = self._catalog.variants[vi]
         kind = v.hardware
         start = view.instance_type_for(kind).startup_s
-        first = max(0.0, self._backoff.get(kind, -_INF) - view.now) + start
+        first = max(0.0, self._vm_cooldown.until(kind) - view.now) + start
         step = 0.0 if self.vm_scale_out == "demand" else self.vm_backoff_s
         return room.wait_s(v, vi, n, first, step)
 
@@ -1026,7 +1026,8 @@ class InfaasPolicy(Policy):
             demand = self._demand(view, vi, dt)
             need = replicas_for(demand, cur.throughput, self.slack)
             if vi in in_transition:
-                self._down[vi] = self._dg[vi] = 0
+                self._down.reset(vi)
+                self._dg.reset(vi)
                 tr = self._trans.get(vi)
                 if tr is not None and tr.kind == "upgrade":
                     self._grow_transition(view, room, actions, tr, demand, slo)
@@ -1034,8 +1035,8 @@ class InfaasPolicy(Policy):
                         self._stopgap(view, room, actions, vi, min(need, self.max_replicas) - r, tr.dst)
                 continue
             if need > r:
-                self._down[vi] = 0
-                self._dg[vi] = 0
+                self._down.reset(vi)
+                self._dg.reset(vi)
                 elig = self._eligible(vi)
                 ups = [
                     self._option(u, slo)
@@ -1052,28 +1053,21 @@ class InfaasPolicy(Policy):
                     self._place_n(view, room, actions, vi, plan.replicas - r, {vi})
                 continue
             if need < r:
-                self._down[vi] = self._down.get(vi, 0) + 1
-                if self._down[vi] >= self.holddown[v.hardware]:
-                    self._down[vi] = 0
+                if self._down.agree(vi, self.holddown[v.hardware]):
                     victim = min(insts, key=lambda i: self._unload_key(view, i))
                     actions.append(Unload(victim.iid))
                     room.take(victim.worker_id, -v.memory_mb, -replica_units(v))
                     r -= 1
             else:
-                self._down[vi] = 0
+                self._down.reset(vi)
             if self.price_aware:
                 # The same target for the hold-down, and not soon after a move here: demand
                 # that moves between two variants' replica steps must not move the load back and forth.
                 settled = view.now - self._rs_since.get(vi, -_INF) >= self.rightsize_cooldown_s
                 target = self._rightsize_target(room, vi, demand, max(need, 1), view.now) if settled else None
                 if target is None:
-                    self._dg[vi] = 0
-                elif self._rs_target.get(vi) == target[0]:
-                    self._dg[vi] = self._dg.get(vi, 0) + 1
-                else:
-                    self._rs_target[vi], self._dg[vi] = target[0], 1
-                if target is not None and self._dg[vi] >= self.downgrade_holddown:
-                    self._dg[vi] = 0
+                    self._dg.reset(vi)
+                elif self._dg.agree(vi, self.downgrade_holddown, target=target[0]):
                     self._rs_since[target[0]] = view.now
                     self._start_transition(view, room, actions, vi, target[0], target[1], "rightsize")
             elif slo is not None and downgrade_due(
@@ -1081,14 +1075,12 @@ class InfaasPolicy(Policy):
                 self.gpu_downgrade_slo_factor, self.gpu_downgrade_load_share,
                 self.inf_downgrade_slo_factor, self.inf_downgrade_load_share,
             ):  # fmt: skip
-                self._dg[vi] = self._dg.get(vi, 0) + 1
-                if self._dg[vi] >= self.downgrade_holddown:
-                    self._dg[vi] = 0
+                if self._dg.agree(vi, self.downgrade_holddown):
                     target = self._downgrade_target(vi, slo, demand, r, view.now)
                     if target is not None:
                         self._start_transition(view, room, actions, vi, target[0], target[1], "downgrade")
             else:
-                self._dg[vi] = 0
+                self._dg.reset(vi)
 
     def _set_batches(self, vi: int, insts: Sequence[InstanceView], actions: list[Action]) -> None:
         """Keep every instance's batcher at the variant's batch limit: it follows the SLO the
@@ -1222,7 +1214,8 @@ class InfaasPolicy(Policy):
                 for inst in src_insts:  # make-before-break: the target is up, drop the source
                     actions.append(Unload(inst.iid))
                 del self._trans[src]
-                self._down[tr.dst] = self._dg[tr.dst] = 0
+                self._down.reset(tr.dst)
+                self._dg.reset(tr.dst)
                 continue
             if timed_out:
                 del self._trans[src]
@@ -1257,7 +1250,7 @@ class InfaasPolicy(Policy):
                 self._quiet[w.wid] = self._quiet.get(w.wid, 0) + 1 if utils[w.wid] < self.vm_low_util else 0
             want = self._want_room.pop(kind, 0)
             peak = self._want_peak.pop(kind, 0.0)
-            if now < self._backoff.get(kind, -_INF):
+            if not self._vm_cooldown.ready(kind, now):
                 if want:
                     self._want_room[kind] = want  # keep asking after the back-off
                     self._want_peak[kind] = peak
@@ -1270,7 +1263,7 @@ class InfaasPolicy(Policy):
                 n = min(n, view.max_workers(kind) - len(active))
                 for _ in range(n):
                     actions.append(AddWorker(view.instance_type_for(kind).name))
-                self._backoff[kind] = now + self.vm_backoff_s
+                self._vm_cooldown.acted(kind, now)
                 continue
             if len(active) <= view.min_workers(kind):
                 continue
@@ -1281,7 +1274,7 @@ class InfaasPolicy(Policy):
                 w = min(quiet, key=lambda x: (len(x.instance_views()), utils[x.wid], x.wid))
                 actions.append(RemoveWorker(w.wid))
                 self._quiet.pop(w.wid, None)
-                self._backoff[kind] = now + self.vm_backoff_s
+                self._vm_cooldown.acted(kind, now)
         for wid in [k for k in self._quiet if k not in live_ids]:
             del self._quiet[wid]
 

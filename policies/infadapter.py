@@ -62,6 +62,7 @@ import numpy as np
 
 from infaas_sim.catalog import Candidates
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.hysteresis import HoldDown
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant
@@ -277,7 +278,7 @@ class InfAdapterPolicy(Policy):
         self.target: Plan | None = None  # the plan being applied
         self.shares: list[float] = []  # active traffic shares (the last plan whose replicas are all ready)
         self.retiring: set[int] = set()  # instance ids replaced by the target plan
-        self.down_votes = 0
+        self.down_votes: HoldDown[str] = HoldDown()  # scale-down decisions in a row
         self.next_decision = self.interval_s
         self.wrr: list[float] = []
         self.empty_since: dict[int, float] = {}
@@ -418,13 +419,12 @@ class InfAdapterPolicy(Policy):
         plan = self._solve(lam, current)
         self.log.append((view.now, lam, plan.cores, tuple(self._shares(plan))))
         if plan.total_cores < sum(current):
-            self.down_votes += 1
-            if self.down_votes < self.scale_down_votes:
+            if not self.down_votes.agree("down", self.scale_down_votes):
                 return
         else:
-            self.down_votes = 0
+            self.down_votes.reset("down")
         if plan.cores != self.target.cores:
-            self.down_votes = 0
+            self.down_votes.reset("down")
             self.target = plan
             self.applied.append((view.now, plan))
         elif plan.loads != self.target.loads:

@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from infaas_sim.hysteresis import Cooldown
 from infaas_sim.policy import Action, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.sizing import replica_throughput
@@ -111,7 +112,7 @@ class SageMakerPlusPolicy(BaselinePolicy):
         self.target: dict[int, float] = {}  # deployment key -> invocations per instance per minute
         self.desired: dict[int, int] = {}
         self.datapoints: dict[int, list[float]] = {}
-        self.last_scale_in: dict[int, float] = {}
+        self.scale_in_cooldown: Cooldown[int] = Cooldown(self.scale_in_cooldown_s)
         self.next_eval = self.metric_period_s
         self.empty_since: dict[int, float] = {}
 
@@ -135,7 +136,6 @@ class SageMakerPlusPolicy(BaselinePolicy):
             n = max(self.min_instances, min(self.max_instances, n))
             self.desired[key] = n
             self.datapoints[key] = []
-            self.last_scale_in[key] = -math.inf
             actions += self.provision(view, dep, n, max_batch=dep.serving_batch)
         return actions
 
@@ -169,7 +169,7 @@ class SageMakerPlusPolicy(BaselinePolicy):
             return
         low = points[-self.scale_in_periods :]
         if len(low) == self.scale_in_periods and all(p < self.scale_in_ratio * target for p in low):
-            cooled = view.now - self.last_scale_in[key] >= self.scale_in_cooldown_s
+            cooled = self.scale_in_cooldown.ready(key, view.now)
             if cooled and want < self.desired[key]:
                 self.desired[key] = want
-                self.last_scale_in[key] = view.now
+                self.scale_in_cooldown.acted(key, view.now)

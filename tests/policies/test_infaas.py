@@ -630,3 +630,13 @@ def test_vm_scale_out_one_worker_per_back_off_or_what_the_demand_needs() -> None
     assert len([x for x in actions if isinstance(x, AddWorker)]) == 6  # the six missing replicas' workers
     with pytest.raises(ConfigError, match="vm_scale_out"):
         make_policy("infaas", vm_scale_out="fast")
+
+
+def test_a_pinned_query_without_an_slo_is_served_by_its_loaded_variant() -> None:
+    # No SLO: infinite slack on every instance. (A strict "less slack" test against an
+    # infinite start rejected it: "none is loaded and none can be placed".)
+    bench = Bench([R50_CPU, R50_GPU], [Application("p", Requirement(Level.VARIANT, "r50-cpu"), index=0)])
+    iid = bench.load("r50-cpu")
+    assert served_by(bench.route(0)) == iid
+    bench.fill(iid, 3)
+    assert served_by(bench.route(0)) == iid
