@@ -15,7 +15,6 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-
 SUMMARY_COLUMNS = [
     "policy",
     "queries",
