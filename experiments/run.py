@@ -121,7 +121,7 @@ def _group_options(group: str) -> list[str]:
     return sorted(names)
 
 
-def check_overrides(args: list[str]) -> str | None:
+def check_overrides(args: list[str], primary_config: str = "config.yaml") -> str | None:
     """A mistyped group, option or key on the command line, as one line (None: all known).
     Hydra's own messages for these span several lines and exit 1; every other bad value in
     this tool is one line and exit 2."""
@@ -143,7 +143,7 @@ def check_overrides(args: list[str]) -> str | None:
     except HydraException as exc:
         return f"bad command-line override: {str(exc).splitlines()[0]}"
     groups = sorted(d.name for d in CONF.iterdir() if d.is_dir() and not d.name.startswith("_"))
-    primary = OmegaConf.load(CONF / "config.yaml")
+    primary = OmegaConf.load(CONF / primary_config)
     top = {str(k) for k in primary if k != "defaults"} | set(groups) | {"hydra"}
     for o in parsed:
         key = o.key_or_group

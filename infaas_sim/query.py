@@ -148,6 +148,7 @@ class Query:
         "arrival",
         "batch",
         "enqueued",
+        "output",
         "payload",
         "qid",
         "ready",
@@ -163,6 +164,9 @@ class Query:
         self.app = app
         self.batch = batch
         self.payload = payload
+        # Serving: what the model returned for this query's payload (a real executor sets it
+        # when the payload is an input array, before the batch's completion is recorded).
+        self.output: Any = None
         self.enqueued = arrival  # when it joined an instance's queue
         self.ready = arrival  # when its instance was ready (after loading)
         self.stage = 0  # the pipeline stage being served (0 for a single model)

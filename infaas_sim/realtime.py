@@ -302,10 +302,22 @@ class RunnerExecutor(Executor):
         # A slowdown fault (run.faults) holds the batch its extra time: read now, on the loop.
         worker = getattr(instance, "worker", None)  # the serving-path profiler's stand-ins have none
         slowdown = worker.slowdown if worker is not None else 1.0
-        self.pool.submit(self._work, instance, runner, inputs, slowdown).add_done_callback(self._post(event))
+        payload = payload_inputs(queries)
+        then = None if payload is None else (lambda value: hand_outputs(queries, value[1]))
+        fut = self.pool.submit(self._work, instance, runner, inputs, slowdown, payload)
+        fut.add_done_callback(self._post(event, then))
         return event
 
-    def _work(self, instance: Instance, runner: ModelRunner | None, inputs: int, slowdown: float = 1.0) -> float:
+    def _work(
+        self,
+        instance: Instance,
+        runner: ModelRunner | None,
+        inputs: int,
+        slowdown: float = 1.0,
+        payload: list[np.ndarray] | None = None,
+    ) -> Any:
+        """The batch's runtime seconds; with ``payload`` (the queries' own inputs), the
+        pair (seconds, outputs)."""
         try:
             if runner is None:
                 art = self._artifact(instance.variant.variant_id)
@@ -313,14 +325,21 @@ class RunnerExecutor(Executor):
                 self.env.post(self._runners.__setitem__, instance.iid, runner)  # type: ignore[attr-defined]
                 with self._lock:
                     self.stats.lazy_opens += 1
-            seconds = runner.run_batch(inputs)
+            outputs = None
+            if payload is None:
+                seconds = runner.run_batch(inputs)
+            else:
+                x = payload[0] if len(payload) == 1 else np.concatenate(payload)
+                t0 = time.perf_counter()
+                outputs = runner.run(x)
+                seconds = time.perf_counter() - t0
             with self._lock:
                 if len(self.stats.service) < self.stats.keep:
                     self.stats.service.append((inputs, seconds))
             if slowdown > 1:  # the worker runs slower: the batch takes slowdown x its time
                 time.sleep(seconds * (slowdown - 1))
                 seconds *= slowdown
-            return seconds
+            return seconds if outputs is None else (seconds, outputs)
         finally:
             with self._lock:
                 self._inflight -= 1
@@ -337,6 +356,21 @@ class RunnerExecutor(Executor):
         for r in self._runners.values():
             r.close()
         self._runners.clear()
+
+
+def payload_inputs(queries: Sequence[Query]) -> list[np.ndarray] | None:
+    """The batch's own inputs when every query carries an input array as its payload (the
+    serving endpoint's requests), else None: synthetic inputs, as for a replayed trace."""
+    arrays = [q.payload for q in queries]
+    return arrays if arrays and all(isinstance(a, np.ndarray) for a in arrays) else None
+
+
+def hand_outputs(queries: Sequence[Query], outputs: np.ndarray) -> None:
+    """Split a batch's outputs back to its queries, ``q.batch`` rows each, in batch order."""
+    start = 0
+    for q in queries:
+        q.output = outputs[start : start + q.batch]
+        start += q.batch
 
 
 def lognormal_cv(p50: float, p99: float) -> float:

@@ -1,0 +1,144 @@
+"""Model registration while serving (INFaaS's ``register model``).
+
+``POST /v2/repository/models/{name}/load`` with ``{"parameters": {...}}``: the model as
+``path`` (an ONNX file the server may read) or ``file:<anything>.onnx`` (its bytes, base64),
+plus ``task``, ``dataset`` and the declared ``accuracy``; the same keys may come as the JSON
+string ``config`` (what ``tritonclient``'s ``load_model(name, config=...)`` sends).
+The request is checked at once (a bad file or parameter: 400, one line, the catalog
+unchanged); then, on a background thread, the variants this machine supports
+(onnxruntime fp32, ORT-optimised, int8 dynamic and static, at ``server.cores``) are generated
+and profiled into ``<output folder>/registered/<name>/``, and the cluster thread appends them
+to the live catalog (indices of existing variants unchanged), after which the name, its
+variants and its task-dataset are routable. ``GET /v2/models/{name}`` shows the progress.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.serving.models import Signature, read_signature, read_signatures
+from experiments.serving.names import RequestError
+from infaas_sim.catalog import Catalog
+from infaas_sim.errors import InputError
+from infaas_sim.profiling.zoo import RegisteredModel
+from infaas_sim.realtime import Artifact, load_artifacts
+
+
+@dataclass
+class Registration:
+    """One registered model's progress (read by the routes; written on the asyncio loop)."""
+
+    name: str
+    task: str
+    dataset: str
+    state: str = "profiling"  # profiling | ready | failed
+    reason: str = ""
+    variants: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "ready": self.state == "ready", "reason": self.reason,
+                "task": self.task, "dataset": self.dataset, "variants": list(self.variants)}  # fmt: skip
+
+
+def _text(params: Mapping[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(f"parameters.{key} must be a non-empty string")
+    return value.strip()
+
+
+def parse_registration(name: str, params: Mapping[str, Any], folder: Path) -> tuple[Registration, RegisteredModel]:
+    """Check a registration request and build the model to generate (blocking: ONNX parsing).
+    Raises RequestError with the field for anything wrong; writes nothing but ``folder``'s
+    upload, which is removed again on error."""
+    from infaas_sim.profiling.zoo import from_onnx_file
+
+    if not name or "/" in name or name.startswith("."):
+        raise RequestError(f"model name {name!r} is not a valid name")
+    if "config" in params:  # tritonclient's load_model(config=...): a JSON string of the same keys
+        try:
+            extra = json.loads(str(params["config"]))
+        except json.JSONDecodeError:
+            raise RequestError("parameters.config must be a JSON object (a string)") from None
+        if not isinstance(extra, dict):
+            raise RequestError("parameters.config must be a JSON object (a string)")
+        params = {**extra, **{k: v for k, v in params.items() if k != "config"}}
+    task, dataset = _text(params, "task"), _text(params, "dataset")
+    acc = params.get("accuracy")
+    if isinstance(acc, bool) or not isinstance(acc, int | float) or not math.isfinite(acc) or not 0 <= acc <= 1:
+        raise RequestError(f"parameters.accuracy must be the declared accuracy, a number in [0, 1], got {acc!r}")
+    files = [k for k in params if k.startswith("file:")]
+    if ("path" in params) == bool(files) or len(files) > 1:
+        raise RequestError("parameters: give the model as either path or one file:<name> (base64)")
+    upload: Path | None = None
+    if files:
+        try:
+            data = base64.b64decode(str(params[files[0]]), validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"parameters.{files[0]} must be the file's bytes in base64") from None
+        folder.mkdir(parents=True, exist_ok=True)
+        upload = folder / f"{name}.upload.onnx"
+        upload.write_bytes(data)
+        path = upload
+    else:
+        path = Path(_text(params, "path")).expanduser()
+    try:
+        sig = read_signature(path) if path.is_file() else None
+        if sig is None:
+            raise RequestError(f"parameters.path: no file {str(path)!r} on the server")
+        sample = np.random.default_rng(0).random((16, *sig.input.shape)).astype(np.float32)
+        model = from_onnx_file(path, name, task, dataset, sample, declared_accuracy=float(acc))
+    except RequestError:
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # onnx's own errors: one line, the field named
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+        where = files[0] if files else "path"
+        detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
+        raise RequestError(f"parameters.{where}: {detail.splitlines()[0][:300]}") from None
+    return Registration(name, task, dataset), model
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """A registered model's generated and profiled variants, ready to join the catalog."""
+
+    catalog: Catalog
+    artifacts: dict[str, Artifact]
+    signatures: dict[str, Signature]
+
+
+def profile_in_background(
+    model: RegisteredModel,
+    folder: Path,
+    cores: tuple[float, ...],
+    max_batch: int,
+    done: Callable[[Profiled | None, str], None],
+) -> threading.Thread:
+    """Generate and profile ``model``'s variants into ``folder`` on a thread of its own; then
+    ``done(profiled, "")`` or ``done(None, reason)`` (called on that thread)."""
+    from infaas_sim.profiling.build import build_catalog
+
+    def work() -> None:
+        try:
+            path, _ = build_catalog([model], folder, cores=cores, max_batch=max_batch, backends=["onnxruntime"])
+            artifacts = load_artifacts(path)
+            done(Profiled(Catalog.load(str(path)), artifacts, read_signatures(artifacts)), "")
+        except Exception as exc:  # a model that converts but cannot run: its reason, in one line
+            done(None, f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+
+    t = threading.Thread(target=work, name=f"register-{model.name}", daemon=True)
+    t.start()
+    return t
