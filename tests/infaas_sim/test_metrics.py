@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infaas_sim.catalog import Catalog
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.meter import RateMeter
 from infaas_sim.metrics import QUERY_COLUMNS
@@ -261,3 +262,19 @@ def test_records_packed_into_columns_as_the_run_goes_read_back_the_same(
     again = mixed_run(h)
     pd.testing.assert_frame_equal(again.queries, mixed.queries)
     assert again.summary["queries"] == mixed.summary["queries"]
+
+
+def test_a_rejection_costs_a_reference_to_one_string_per_distinct_reason(h: Any) -> None:
+    # Sustained overload rejects with the same few texts over and over: each distinct text is
+    # kept once, whatever the number of queries (bounded memory), and reads back unchanged.
+    from infaas_sim.metrics import Recorder
+    from infaas_sim.query import Query
+
+    app = h.task_app(slo_ms=15, index=0, name="a")
+    rec = Recorder(Catalog(h.VARIANTS), [app])
+    for i in range(1000):
+        rec.arrival()
+        rec.rejected(Query(i, 0.0, app, 1), "".join(["expected wait ", f"{30 + i % 3} s"]), 0.0)  # a fresh str each
+    reasons = rec._columns()[4]
+    assert len({id(r) for r in reasons}) == 3
+    assert sorted(set(rec.frame()["reason"])) == ["expected wait 30 s", "expected wait 31 s", "expected wait 32 s"]
