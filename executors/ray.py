@@ -390,7 +390,7 @@ class RayExecutor(Executor):
         slot = self._slot_for(instance)
         event = self.env.event()
         spec = LoadSpec(instance.iid, instance.variant, instance.cores)
-        self._watch(slot.handle.run.remote(spec, inputs, instance.worker.slowdown), event, slot)
+        self._watch(slot.handle.run.remote(spec, inputs, instance.worker.slowdown * instance.drift), event, slot)
         event.callbacks.append(self._note_compute)
         return event
 

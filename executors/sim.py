@@ -1,5 +1,9 @@
 """The simulated executor: loads and batches take their profiled latency.
 
+The profiled latency is the one the run started with (``Instance.run_table``), times the
+worker's slowdown and the replica's ``drift`` (the run's ``drift`` faults): what the policy
+reads may since have been re-profiled, the simulated hardware has not changed.
+
 Each batch's latency is multiplied by a log-normal factor with mean 1 and coefficient of
 variation (std / mean) the variant's measured run-to-run spread, the catalog's ``latency_cv``
 (the profiler's; 0 where a row has none, as the modelled accelerator rows: deterministic).
@@ -56,7 +60,9 @@ class SimExecutor(Executor):
         return self.env.timeout(instance.variant.load_latency_ms / 1000)
 
     def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
-        ms = instance.latency_table[inputs] * instance.worker.slowdown
+        # The hardware's table and drift, not the profile the policy reads (re-profiling may
+        # have updated that): x * 1.0 is exact, so runs without drift are unchanged.
+        ms = instance.run_table[inputs] * instance.worker.slowdown * instance.drift
         cv = instance.variant.latency_cv if self.noise_cv is None else self.noise_cv
         if cv:
             ms *= self._factor(cv)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from infaas_sim.executor import Executor
     from infaas_sim.metrics import Recorder
     from infaas_sim.query import Query
+    from infaas_sim.reprofile import Reprofiler
 
 # AWS bills Linux on-demand instances per second with a one-minute minimum.
 BILLING_MINIMUM_S = 60.0
@@ -155,6 +156,7 @@ class Instance:
         "cluster",
         "cores",
         "device_wait_since",
+        "drift",
         "due_at",
         "exclusive",
         "idle_since",
@@ -174,6 +176,7 @@ class Instance:
         "queued_inputs",
         "ready_at",
         "resize_seq",
+        "run_table",
         "state",
         "timer_at",
         "units",
@@ -231,7 +234,11 @@ class Instance:
         self.last_batch_inputs = 0
         self.latency_ratio = 1.0
         self.last_used = cluster.env.now
+        # A drift fault: how many times slower than its profile this replica's hardware runs
+        # (the simulated executor's factor; the policy never reads it).
+        self.drift = cluster.drift_of(vi, variant.hardware)
         self.latency_table: list[float] = []
+        self.run_table: list[float] = []
         self._set_latency_table()
 
     @property
@@ -239,13 +246,20 @@ class Instance:
         return self.worker.wid
 
     def _set_latency_table(self) -> None:
-        v = self.variant
+        """``latency_table``: what the policy's catalog says this replica takes per batch size;
+        ``run_table``: what the simulated hardware takes (the catalog the run started with:
+        re-profiling changes only the former)."""
+        cluster = self.cluster
+        self.latency_table = self._table(self.variant, cluster.catalog)
+        hw = cluster.hardware_catalog
+        self.run_table = self.latency_table if hw is cluster.catalog else self._table(hw.variants[self.vi], hw)
+
+    def _table(self, v: Variant, catalog: Catalog) -> list[float]:
         if v.hardware is HardwareKind.CPU and self.cores != v.allocation:
             # The catalog's core profile: its rows of this model at other core counts,
             # interpolated, and Amdahl's law beyond them.
-            self.latency_table = list(self.cluster.catalog.cpu_latency_table(self.vi, self.cores))
-        else:
-            self.latency_table = list(v.latency_by_batch)
+            return list(catalog.cpu_latency_table(self.vi, self.cores))
+        return list(v.latency_by_batch)
 
     def latency_ms(self, batch: int) -> float:
         return self.latency_table[batch]
@@ -420,6 +434,12 @@ class Instance:
             self.batches_done += 1
             self.inputs_done += inputs
             cluster.recorder.served_batch(batch, self, start, now, inputs, self.due_at)
+            rp = cluster.reprofiler
+            if rp is not None:
+                v = self.variant
+                # A resized replica's table is interpolated from the core profile, not measured.
+                if self.cores == v.allocation and inputs <= v.max_batch:
+                    rp.observe(self.vi, inputs, self.last_batch_ms, v.latency_by_batch[inputs])
         else:
             ev.defused = True
             cluster.recorder.failed_batch(batch, f"batch failed on {self.variant.variant_id}: {ev.value}", now)
@@ -450,7 +470,9 @@ class Cluster:
         default_max_wait_s: float = 0.0,
     ) -> None:
         self.env = env
-        self.catalog = catalog
+        self.catalog = catalog  # what policies read (re-profiling replaces it)
+        # What the simulated hardware runs at: the profile as measured before the run.
+        self.hardware_catalog = catalog
         self.executor = executor
         self.recorder = recorder
         self.instance_types = dict(instance_types)
@@ -479,6 +501,10 @@ class Cluster:
         self.unplaced_loads = 0
         self.unplaced_by_kind: dict[HardwareKind, int] = {}
         self.action_log: list[tuple[float, str]] = []
+        self.reprofiler: Reprofiler | None = None  # online re-profiling (infaas_sim/reprofile.py)
+        # drift faults: slow-down factors by hardware kind and by variant index
+        self.drift_by_kind: dict[HardwareKind, float] = {}
+        self.drift_by_variant: dict[int, float] = {}
         # Indexes that keep placement and start-up linear (issue 16: 10,000 workers took 48 s):
         # live workers (not released or crashed) and active ones (live, not draining) per kind,
         # and per (kind, pool) the workers a load could go to (ready or starting, with free
@@ -522,6 +548,56 @@ class Cluster:
     def cost(self) -> float:
         now = self.env.now
         return sum(w.cost(now) for w in self.workers.values())
+
+    # --- profiles and drift ---------------------------------------------------------------
+    def drift_of(self, vi: int, kind: HardwareKind) -> float:
+        """How many times slower than its profile variant ``vi`` on ``kind`` runs now."""
+        return self.drift_by_kind.get(kind, 1.0) * self.drift_by_variant.get(vi, 1.0)
+
+    def drift(self, factor: float, kind: HardwareKind | None = None, variant_id: str | None = None) -> None:
+        """From now on, ``kind`` (or variant ``variant_id``) runs ``factor`` times slower than
+        its profile; running batches keep the time they started with. Policies are not told."""
+        if variant_id is not None:
+            vi = self.catalog.index_of.get(variant_id)
+            if vi is None:
+                raise ConfigError(f"fault drift: unknown variant {variant_id!r} in catalog {self.catalog.name}")
+            self.drift_by_variant[vi] = self.drift_by_variant.get(vi, 1.0) * factor
+            what = variant_id
+        elif kind is not None:
+            self.drift_by_kind[kind] = self.drift_by_kind.get(kind, 1.0) * factor
+            what = f"{kind.value} hardware"
+        else:
+            raise ConfigError("fault drift needs a hardware kind or a variant")
+        for inst in self.instances.values():
+            inst.drift = self.drift_of(inst.vi, inst.variant.hardware)
+        self.action_log.append((self.env.now, f"drift {what} x{factor:g} (the profiles are unchanged)"))
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """A new catalog (variants added while serving): what policies read and the hardware
+        runs at; instances keep their tables."""
+        self.catalog = self.hardware_catalog = catalog
+
+    def reprofile(self) -> Catalog | None:
+        """Apply the re-profiler's pending updates: a new catalog for the policies (the
+        hardware's is unchanged), the new tables for the instances of each updated variant,
+        and an action line per update. None when nothing changed."""
+        rp = self.reprofiler
+        if rp is None or not rp.pending:
+            return None
+        old = self.catalog
+        cat, updates = rp.apply(old)
+        self.catalog = cat
+        changed = {u.vi for u in updates}
+        for inst in self.instances.values():
+            if inst.vi in changed:
+                inst.variant = cat.variants[inst.vi]
+                inst._set_latency_table()
+        now = self.env.now
+        for u in updates:
+            what = f"{u.old_ms:.4g} ms -> {u.new_ms:.4g} ms (median of {u.samples} served batches)"
+            what += f"; table x{u.new_ms / u.old_ms:.3g}"
+            self.action_log.append((now, f"reprofile {old.variants[u.vi].variant_id} batch {u.batch}: {what}"))
+        return cat
 
     # --- workers ------------------------------------------------------------------------
     def add_worker(self, type_name: str, instant: bool = False, pool: str | None = None) -> Worker | None:

@@ -20,6 +20,7 @@ from infaas_sim.executor import make_executor
 from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, HardwareKind, InstanceType, parse_kind
 from infaas_sim.policy import WorkloadHint, make_policy
 from infaas_sim.query import Application, Level, Pipeline, Requirement
+from infaas_sim.reprofile import ReprofileSpec
 from infaas_sim.simulation import ClusterSpec, Fault, RunResult, RunSpec, Workload, run_simulation
 from infaas_sim.trace import assign_apps, make_trace
 
@@ -224,6 +225,8 @@ def build_run(cfg: Mapping[str, Any]) -> RunSpec:
     for f in cfg.get("faults") or []:
         f = dict(f)
         _only("run.faults[]", f, {x.name for x in fields(Fault)})
+        if f.get("kind") == "drift" and "length_s" in f:
+            raise ConfigError("config: run.faults[]: a drift has no length_s (it lasts to the end of the run)")
         faults.append(Fault(**f))
     return RunSpec(
         duration_s=_number("run", "duration_s", cfg.get("duration_s", 600)),
@@ -232,7 +235,26 @@ def build_run(cfg: Mapping[str, Any]) -> RunSpec:
         sample_s=_number("run", "sample_s", cfg.get("sample_s", 1.0)),
         progress=_flag("run", "progress", cfg.get("progress", False)),
         faults=tuple(faults),
+        reprofile=build_reprofile(cfg.get("reprofile")),
     )
+
+
+def build_reprofile(cfg: Mapping[str, Any] | None) -> ReprofileSpec:
+    """``run.reprofile``: the fields of :class:`ReprofileSpec`, each optional."""
+    if cfg is None:
+        return ReprofileSpec()
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"config: run.reprofile must be a mapping (enabled, margin, batches), got {cfg!r}")
+    where = "run.reprofile"
+    _only(where, cfg, {f.name for f in fields(ReprofileSpec)})
+    given: dict[str, Any] = {}
+    if "enabled" in cfg:
+        given["enabled"] = _flag(where, "enabled", cfg["enabled"])
+    if "margin" in cfg:
+        given["margin"] = _number(where, "margin", cfg["margin"])
+    if "batches" in cfg:
+        given["batches"] = _number(where, "batches", cfg["batches"], int)
+    return ReprofileSpec(**given)
 
 
 def run_experiment(cfg: Mapping[str, Any]) -> RunResult:

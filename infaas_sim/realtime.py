@@ -299,9 +299,9 @@ class RunnerExecutor(Executor):
         with self._lock:
             self._inflight += 1
             self.stats.max_inflight = max(self.stats.max_inflight, self._inflight)
-        # A slowdown fault (run.faults) holds the batch its extra time: read now, on the loop.
+        # A slowdown or drift fault (run.faults) holds the batch its extra time: read now, on the loop.
         worker = getattr(instance, "worker", None)  # the serving-path profiler's stand-ins have none
-        slowdown = worker.slowdown if worker is not None else 1.0
+        slowdown = (worker.slowdown if worker is not None else 1.0) * getattr(instance, "drift", 1.0)
         payload = payload_inputs(queries)
         then = None if payload is None else (lambda value: hand_outputs(queries, value[1]))
         fut = self.pool.submit(self._work, instance, runner, inputs, slowdown, payload)
@@ -336,7 +336,8 @@ class RunnerExecutor(Executor):
             with self._lock:
                 if len(self.stats.service) < self.stats.keep:
                     self.stats.service.append((inputs, seconds))
-            if slowdown > 1:  # the worker runs slower: the batch takes slowdown x its time
+            if slowdown > 1:  # the worker runs slower: the batch takes slowdown x its time (a faster
+                # drift, factor < 1, cannot be applied to a real runtime: it runs at its speed)
                 time.sleep(seconds * (slowdown - 1))
                 seconds *= slowdown
             return seconds if outputs is None else (seconds, outputs)

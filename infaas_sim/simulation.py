@@ -42,6 +42,7 @@ from infaas_sim.metrics import (
 )
 from infaas_sim.policy import Policy, WorkloadHint
 from infaas_sim.query import Application, Query
+from infaas_sim.reprofile import Reprofiler, ReprofileSpec
 from infaas_sim.view import ClusterView, WorkerState
 
 log = logging.getLogger("infaas_sim.run")
@@ -75,20 +76,28 @@ class ClusterSpec:
                 raise ConfigError(f"cluster.min_workers.{k.value} ({n}) exceeds cluster.max_workers.{k.value} ({cap})")
 
 
+FAULT_KINDS = ("crash", "slowdown", "drift")
+
+
 @dataclass(frozen=True)
 class Fault:
-    """A worker fault injected at ``at_s``: ``crash`` or ``slowdown`` (by ``factor`` for
-    ``length_s``). ``worker`` is a worker id, or -1 for the busiest live worker then."""
+    """A fault injected at ``at_s``: a worker's ``crash`` or ``slowdown`` (by ``factor`` for
+    ``length_s``; ``worker`` is a worker id, or -1 for the busiest live worker then), or a
+    ``drift``: from ``at_s`` to the run's end a ``hardware`` kind or one ``variant`` runs
+    ``factor`` times slower (< 1: faster) than its profile, which the policy keeps reading."""
 
     at_s: float
     kind: str = "crash"
     worker: int = -1
     factor: float = 2.0
     length_s: float = 10.0
+    hardware: str | None = None  # drift: cpu, gpu or inferentia
+    variant: str | None = None  # drift: a variant id
 
     def __post_init__(self) -> None:
-        if self.kind not in ("crash", "slowdown"):
-            raise ConfigError(f"fault kind must be crash or slowdown, got {self.kind!r}")
+        if self.kind not in FAULT_KINDS:
+            raise ConfigError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, got {self.kind!r}")
+        self._check_target()
         for key in ("at_s", "factor", "length_s"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -97,6 +106,23 @@ class Fault:
             raise ConfigError(f"fault worker must be a worker id (an integer, -1: the busiest), got {self.worker!r}")
         if self.at_s < 0 or self.factor <= 0 or self.length_s <= 0:
             raise ConfigError("fault at_s must be >= 0, factor and length_s > 0")
+
+    def _check_target(self) -> None:
+        """What the fault hits: a worker (crash, slowdown), a hardware kind or a variant (drift)."""
+        if self.kind != "drift":
+            for key in ("hardware", "variant"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"fault {self.kind}: {key} applies to drift faults only ({self.kind}: a worker)")
+            return
+        if self.worker != -1:
+            raise ConfigError("fault drift: worker does not apply (a drift hits a hardware kind or a variant)")
+        if (self.hardware is None) == (self.variant is None):
+            raise ConfigError("fault drift needs one of hardware (cpu, gpu or inferentia) or variant (a variant id)")
+        if self.hardware is not None and self.hardware not in {k.value for k in HardwareKind}:
+            kinds = ", ".join(k.value for k in HardwareKind)
+            raise ConfigError(f"fault drift hardware must be one of {kinds}, got {self.hardware!r}")
+        if self.variant is not None and (not isinstance(self.variant, str) or not self.variant):
+            raise ConfigError(f"fault drift variant must be a variant id, got {self.variant!r}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,7 @@ class RunSpec:
     sample_s: float = 1.0
     progress: bool = False
     faults: Sequence[Fault] = ()
+    reprofile: ReprofileSpec = field(default_factory=ReprofileSpec)
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
@@ -217,6 +244,11 @@ def run_simulation(
         cluster_spec.resize_delay_s,
         cluster_spec.max_wait_s,
     )
+    for fault in run.faults:
+        if fault.variant is not None and fault.variant not in catalog.index_of:
+            raise ConfigError(f"fault drift: unknown variant {fault.variant!r} in catalog {catalog.name}")
+    if run.reprofile.enabled:
+        cluster.reprofiler = Reprofiler(run.reprofile.margin, run.reprofile.batches)
     controller = Controller(cluster, policy, recorder)
     view = ClusterView(cluster)
     cluster.apply(policy.setup(view, workload.apps, workload.hints(run.duration_s)), instant=True)
@@ -230,7 +262,7 @@ def run_simulation(
     env.process(_arrivals(env, workload, controller, done))
     if policy.tick_s:
         env.process(_ticker(env, policy, cluster, view, policy.tick_s))
-    env.process(_sample(env, cluster, sampler, run))
+    env.process(_sample(env, cluster, sampler, run, controller, recorder))
     warnings: list[str] = []
     end = run.duration_s + run.drain_s
     for fault in run.faults:
@@ -311,7 +343,12 @@ def _ticker(
 
 
 def _sample(
-    env: simpy.Environment, cluster: Cluster, sampler: TimelineSampler, run: RunSpec
+    env: simpy.Environment,
+    cluster: Cluster,
+    sampler: TimelineSampler,
+    run: RunSpec,
+    controller: Controller,
+    recorder: Recorder,
 ) -> Generator[simpy.Event, Any, None]:
     bar = None
     if run.progress:
@@ -323,6 +360,8 @@ def _sample(
             yield env.timeout(run.sample_s)
             now = env.now
             _record_sample(cluster, sampler, now - run.sample_s, now)
+            if cluster.reprofiler is not None:
+                reprofile(cluster, controller, recorder)
             if bar is not None and now <= run.duration_s:
                 bar.update(int(now) - bar.n)
             interrupt.check()  # a SIGINT / SIGTERM asked the run to stop
@@ -363,6 +402,14 @@ def _record_sample(cluster: Cluster, sampler: TimelineSampler, start: float, now
     sampler.queued.append(queued)
 
 
+def reprofile(cluster: Cluster, controller: Controller, recorder: Recorder) -> None:
+    """Apply pending re-profiling updates; every holder of the catalog gets the new one (the
+    policy rebinds on its next call: it compares ``view.catalog`` with the one it bound)."""
+    cat = cluster.reprofile()
+    if cat is not None:
+        controller.catalog = recorder.catalog = cat
+
+
 def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
     log.warning(message)
@@ -372,6 +419,10 @@ def _inject(
     env: simpy.Environment, cluster: Cluster, fault: Fault, warnings: list[str]
 ) -> Generator[simpy.Event, Any, None]:
     yield env.timeout(fault.at_s)
+    if fault.kind == "drift":
+        kind = None if fault.hardware is None else HardwareKind(fault.hardware)
+        cluster.drift(fault.factor, kind, fault.variant)
+        return
     wid = fault.worker
     if wid >= 0 and wid not in cluster.workers:
         known = ", ".join(str(w) for w in sorted(cluster.workers)) or "none"

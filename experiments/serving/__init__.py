@@ -6,8 +6,8 @@
 - :mod:`.models`: what each servable variant takes and returns (read from its ONNX file);
 - :mod:`.bridge`: the cluster on wall-clock time in its own thread, and asyncio futures for
   each query's outcome;
-- :mod:`.registry`: registering a model while serving; :mod:`.reprofile`: online
-  re-profiling from served batches;
+- :mod:`.registry`: registering a model while serving (online re-profiling from served
+  batches is the core's, :mod:`infaas_sim.reprofile`);
 - :mod:`.telemetry`: the Prometheus metrics;
 - :mod:`.app`: the FastAPI routes; :mod:`.server`: building it all from config and running
   uvicorn, draining on shutdown and writing the outputs;

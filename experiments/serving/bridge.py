@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import simpy
 
-from experiments.serving.reprofile import Reprofiler
 from infaas_sim.catalog import Catalog
 from infaas_sim.clock import WallClockEnvironment
 from infaas_sim.cluster import Cluster, Instance
@@ -38,6 +37,7 @@ from infaas_sim.metrics import Recorder, TimelineSampler, instances_frame, summa
 from infaas_sim.policy import Policy
 from infaas_sim.query import Application, Query, Requirement
 from infaas_sim.realtime import Artifact
+from infaas_sim.reprofile import Reprofiler
 from infaas_sim.simulation import ClusterSpec, RunResult, _record_sample
 from infaas_sim.view import ClusterView
 
@@ -78,19 +78,15 @@ class ServingRecorder(Recorder):
         self,
         catalog: Catalog,
         report: Callable[[Query, tuple[Any, ...], bool], None],
-        on_batch: Callable[[Instance, float, int], None] | None = None,
     ) -> None:
         super().__init__(catalog, [])
         self._report = report
-        self._on_batch = on_batch
 
     def served_batch(
         self, batch: Sequence[Query], inst: Instance, start: float, end: float, inputs: int, due_at: float
     ) -> None:
         n0 = len(self.rows)
         super().served_batch(batch, inst, start, end, inputs, due_at)
-        if self._on_batch is not None:
-            self._on_batch(inst, end - start, inputs)
         for q, row in zip(batch, self.rows[n0:], strict=True):
             self._report(q, row, False)
 
@@ -125,13 +121,14 @@ class ClusterBridge:
         self.executor = executor
         self.sample_s = sample_s
         self.env = WallClockEnvironment()
-        self.reprofiler = reprofiler
-        self.recorder = ServingRecorder(catalog, self._report, self._measured if reprofiler is not None else None)
+        self.recorder = ServingRecorder(catalog, self._report)
         executor.bind(self.env, seed)
         self.cluster = Cluster(
             self.env, catalog, executor, self.recorder, spec.instance_types, spec.type_by_kind,
             spec.min_workers, spec.max_workers, spec.max_queue_s, spec.resize_delay_s, spec.max_wait_s,
         )  # fmt: skip
+        # Online re-profiling (infaas_sim/reprofile.py): the cluster reports each served batch.
+        self.cluster.reprofiler = reprofiler
         self.controller = Controller(self.cluster, policy, self.recorder)
         self.view = ClusterView(self.cluster)
         self.apps: list[Application] = self.recorder.apps  # grows as clients name new requirements
@@ -179,36 +176,19 @@ class ClusterBridge:
             _record_sample(self.cluster, self.sampler, now - self.sample_s, now)
             self._reprofile()
 
-    def _measured(self, inst: Instance, seconds: float, inputs: int) -> None:
-        """A served batch's execution time, for the re-profiler (on the cluster thread)."""
-        v = inst.variant
-        if self.reprofiler is None or inst.cores != v.allocation or inputs > v.max_batch:
-            return  # a resized replica's table is interpolated, not measured
-        self.reprofiler.observe(inst.vi, inputs, seconds * 1000, v.latency_by_batch[inputs])
-
     def _reprofile(self) -> None:
-        """Apply the re-profiler's pending updates: one new catalog, the instances' tables."""
-        if self.reprofiler is None:
-            return
-        cat, updates = self.reprofiler.apply(self.catalog)
-        if not updates:
-            return
-        self._use(cat)
-        changed = {u.vi for u in updates}
-        for inst in self.cluster.instances.values():
-            if inst.vi in changed and inst.cores == inst.variant.allocation:
-                inst.variant = cat.variants[inst.vi]
-                inst.latency_table = list(inst.variant.latency_by_batch)
-        now = self.env.now
-        for u in updates:
-            vid = cat.variants[u.vi].variant_id
-            what = f"{u.old_ms:.4g} ms -> {u.new_ms:.4g} ms (median of {u.samples} served batches)"
-            self.cluster.action_log.append((now, f"reprofile {vid} batch {u.batch}: {what}"))
+        """Apply the re-profiler's pending updates (the cluster's: a new catalog, its
+        instances' tables, an action line each), then give every holder the new catalog."""
+        cat = self.cluster.reprofile()
+        if cat is not None:
+            self._use(cat)
 
     def _use(self, cat: Catalog) -> None:
         """Make ``cat`` the catalog of every holder on this thread; the policy rebinds on its
         next call (it compares view.catalog with the one it bound)."""
-        self.catalog = self.cluster.catalog = self.controller.catalog = self.recorder.catalog = cat
+        self.catalog = self.controller.catalog = self.recorder.catalog = cat
+        if self.cluster.catalog is not cat:  # variants registered (a re-profile set it already)
+            self.cluster.use_catalog(cat)
 
     def _loop(self) -> None:
         env = self.env

@@ -38,7 +38,6 @@ import uvicorn
 from experiments.serving.app import Service, make_app
 from experiments.serving.bridge import ClusterBridge
 from experiments.serving.models import read_signatures
-from experiments.serving.reprofile import Reprofiler
 from experiments.serving.telemetry import Telemetry
 from infaas_sim.catalog import Catalog
 from infaas_sim.errors import ConfigError
@@ -46,6 +45,7 @@ from infaas_sim.executor import make_executor
 from infaas_sim.experiment import build_cluster
 from infaas_sim.outputs import write_run
 from infaas_sim.policy import make_policy
+from infaas_sim.reprofile import Reprofiler
 from infaas_sim.simulation import RunResult
 
 log = logging.getLogger("infaas_sim.serve")
@@ -70,8 +70,10 @@ class ServerConfig:
     max_batch: int = 8
     figures: bool = False  # draw the run's figures into the output folder on shutdown
     log_level: str = "warning"  # uvicorn's
-    # Online re-profiling (experiments/serving/reprofile.py): a batch size's profile becomes
-    # the median served latency once that is off by more than the margin for this many batches.
+    # Online re-profiling (infaas_sim/reprofile.py): a batch size's profile becomes the median
+    # served latency (the rest of its table scaled alike) once that is off by more than the
+    # margin for this many batches. A wider margin than a simulated run's (run.reprofile):
+    # a real runtime's batches spread more than the catalog's noise model.
     reprofile: bool = True
     reprofile_margin: float = 0.5
     reprofile_batches: int = 20
@@ -83,6 +85,8 @@ class ServerConfig:
             raise ConfigError("config: server.drain_s must be >= 0 and server.sample_s > 0")
         if self.max_batch < 1 or not self.cores or not self.family:
             raise ConfigError("config: server.max_batch must be >= 1, server.cores and server.family non-empty")
+        if not self.reprofile_margin > 0 or self.reprofile_batches < 1:
+            raise ConfigError("config: server.reprofile_margin must be > 0 and server.reprofile_batches >= 1")
 
 
 def server_config(cfg: Mapping[str, Any] | None) -> ServerConfig:

@@ -198,7 +198,7 @@ def test_the_experiment_config_path_writes_the_usual_outputs(built: Any, tmp_pat
     assert json.loads((out / "summary.json").read_text())["queries"] == len(res.queries)
 
 
-def test_a_slowdown_fault_slows_real_batches_too(built: Any, h: Any, conserved: Any) -> None:
+def test_slowdown_and_drift_faults_slow_real_batches_too(built: Any, h: Any, conserved: Any) -> None:
     # run.faults' slowdown is not a simulator-only fault: a real batch on the slowed worker
     # takes factor x its runtime (the executor holds it the extra time).
     from infaas_sim.simulation import Fault
@@ -219,6 +219,11 @@ def test_a_slowdown_fault_slows_real_batches_too(built: Any, h: Any, conserved: 
     conserved(slowed, len(t))
     ratio = slowed.queries["execution_ms"].median() / plain.queries["execution_ms"].median()
     # 4x the runtime; the hand-offs around it (not slowed) pull the ratio of whole batches below 4.
+    assert 2.5 < ratio < 5.0, ratio
+    # A drift (the variant's hardware runs slower than its profile from then on) too.
+    drifted = run((Fault(at_s=0.0, kind="drift", variant=SLOW, factor=4.0),))
+    conserved(drifted, len(t))
+    ratio = drifted.queries["execution_ms"].median() / plain.queries["execution_ms"].median()
     assert 2.5 < ratio < 5.0, ratio
 
 
