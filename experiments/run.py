@@ -121,6 +121,35 @@ def _group_options(group: str) -> list[str]:
     return sorted(names)
 
 
+#: What a ``_target_`` given on the command line may instantiate: the project's own sweep
+#: callbacks. Anything else (``+hydra.callbacks.x={_target_: shutil.rmtree, ...}``) would run
+#: arbitrary code with the user's rights from a mistyped or pasted override.
+ALLOWED_TARGETS = frozenset({"experiments.sweep.SweepSummary", "experiments.beyond.ExcludeCombinations"})
+
+
+def _foreign_target(key: str, value: Any) -> str | None:
+    """The ``_target_`` an override sets outside :data:`ALLOWED_TARGETS`, if any."""
+    targets: list[Any] = []
+    if key == "_target_" or key.endswith("._target_"):
+        targets.append(value)
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k == "_target_":
+                    targets.append(x)
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    for t in targets:
+        if str(t) not in ALLOWED_TARGETS:
+            return str(t)
+    return None
+
+
 def check_overrides(args: list[str], primary_config: str = "config.yaml") -> str | None:
     """A mistyped group, option or key on the command line, as one line (None: all known).
     Hydra's own messages for these span several lines and exit 1; every other bad value in
@@ -147,6 +176,10 @@ def check_overrides(args: list[str], primary_config: str = "config.yaml") -> str
     top = {str(k) for k in primary if k != "defaults"} | set(groups) | {"hydra"}
     for o in parsed:
         key = o.key_or_group
+        bad = _foreign_target(key, o.value() if not o.is_delete() else None)
+        if bad is not None:
+            return (f"{o.input_line!r}: _target_ {bad!r} is not allowed on the command line "
+                    f"(allowed: {', '.join(sorted(ALLOWED_TARGETS))})")  # fmt: skip
         if key.startswith("hydra") or o.is_delete():
             continue
         group = key.split("@")[0]

@@ -79,6 +79,9 @@ def test_bad_input_is_a_one_line_error_and_no_results(tmp_path: Path, override: 
         (["catalog=nonexistent"], "unknown catalog 'nonexistent'"),
         (["-m", "policy=static,nosuch"], "unknown policy 'nosuch'"),
         (["trace.qps=[1,"], "bad command-line override"),
+        # a _target_ instantiates code: only the project's sweep callbacks, from the command line
+        (["+hydra.callbacks.evil={_target_: shutil.rmtree, path: /tmp/x}"], "_target_ 'shutil.rmtree' is not allowed"),
+        (["+x._target_=os.remove"], "_target_ 'os.remove' is not allowed"),
     ],
 )
 def test_a_mistyped_group_option_or_key_is_one_line_naming_the_known_ones(
