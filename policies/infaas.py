@@ -800,21 +800,24 @@ class InfaasPolicy(Policy):
         demand = view.app_rate(query.app.index, self.rate_window_s) * query.batch if self.price_aware else 0.0
         variants = self._catalog.variants
         slo = info.slo
-        if info.by_floor and info.floor[info.by_floor[0]] > slo:  # no load fits (tight SLOs): the closest, quickly
+        loaded = view.routable_map().get  # a dict lookup per candidate, not a method call (hot when overloaded)
+        kind_ok = self._kind_ok
+        floor = info.floor
+        if info.by_floor and floor[info.by_floor[0]] > slo:  # no load fits (tight SLOs): the closest, quickly
             for k in info.by_floor:
                 vi = info.order[k]
-                if self._kind_ok[vi] and not view.instances_of(vi):
-                    return (vi, info.floor[k])
+                if kind_ok[vi] and not loaded(vi, ()):
+                    return (vi, floor[k])
             return (-1, _INF)
         best: tuple[tuple[float, float], int, int | None] | None = None
         close: tuple[int, float] = (-1, _INF)
         rooms: dict[HardwareKind, _KindRoom] = {}
         for k, vi in enumerate(info.order):
-            if not self._kind_ok[vi] or view.instances_of(vi):
+            if not kind_ok[vi] or loaded(vi, ()):
                 continue
-            if info.floor[k] > slo:  # even without waiting for room
-                if info.floor[k] < close[1]:
-                    close = (vi, info.floor[k])
+            if floor[k] > slo:  # even without waiting for room
+                if floor[k] < close[1]:
+                    close = (vi, floor[k])
                 continue
             v = variants[vi]
             room = self._route_room(view, v, now, rooms)
@@ -856,7 +859,8 @@ class InfaasPolicy(Policy):
                 f"no variant can serve {what} in time now: the closest, {v.variant_id} ({v.hardware.value}), "
                 f"would take {close_est:.0f} ms with its queue"
             )
-        if close_vi < 0 and not any(view.instances_of(vi) for vi in info.order):
+        loaded = view.routable_map().get
+        if close_vi < 0 and not any(loaded(vi, ()) for vi in info.order):
             demand = view.app_rate(query.app.index, self.rate_window_s) * query.batch
             want = self._cold_choice(info.order, info.req, query.batch, demand, view)
             if want is not None:
