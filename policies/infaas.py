@@ -222,11 +222,13 @@ class _KindRoom:
     orders them (ready before starting, then the most free units, then the most free memory,
     then the lowest id): the first that fits a variant is where the cluster would put it."""
 
-    __slots__ = ("live", "workers")
+    __slots__ = ("full", "live", "startup_s", "workers")
 
     def __init__(self, view: ClusterView, kind: HardwareKind) -> None:
         ws = view.workers(kind)
         self.live = len(ws)
+        self.full = self.live >= view.max_workers(kind)  # no worker of the kind may be added
+        self.startup_s = view.instance_type_for(kind).startup_s
         rows = []
         for w in ws:
             if w.state not in (WorkerState.READY, WorkerState.STARTING):
@@ -788,9 +790,9 @@ class InfaasPolicy(Policy):
             if not gpu and units + 1e-9 < v.allocation:
                 continue
             return max(0.0, ready_at - now), wid
-        if room.live >= view.max_workers(kind):
+        if room.full:
             return None
-        return view.instance_type_for(kind).startup_s, None
+        return room.startup_s, None
 
     def _load_choice(self, info: _Cands, query: Query, view: ClusterView) -> LoadThenServe | tuple[int, float]:
         """A variant that is not loaded but fits the SLO with its load: LoadThenServe; else
