@@ -185,8 +185,8 @@ _INF = math.inf
 class _Cands:
     """What route needs about one memoised candidate set (one requirement at one batch)."""
 
-    __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "req", "running", "slo",
-                 "use_key", "version")  # fmt: skip
+    __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "over", "req", "running",
+                 "slo", "under", "use_key", "version")  # fmt: skip
 
     def __init__(self, obj: Candidates, req: Requirement, batch: int, catalog: Catalog, loose_ms: float) -> None:
         self.obj = obj
@@ -199,6 +199,10 @@ class _Cands:
         # load + inference latency: the least a query pays to have a variant loaded for it
         self.floor = [catalog.variants[vi].load_latency_ms + x for vi, x in zip(self.order, self.lat, strict=True)]
         self.by_floor = sorted(range(len(self.order)), key=self.floor.__getitem__)
+        # Split once (the SLO and the floors are fixed): the candidates a load could fit, in
+        # order, and those it cannot even without waiting, by (floor, position).
+        self.under = [(k, vi) for k, vi in enumerate(self.order) if self.floor[k] <= self.slo]
+        self.over = [(self.floor[k], k, self.order[k]) for k in self.by_floor if self.floor[k] > self.slo]
         self.running: list[tuple[int, float, bool]] = []
         self.version = -1
         self.group: frozenset[int] = frozenset()  # the variants this requirement may use
@@ -804,42 +808,39 @@ class InfaasPolicy(Policy):
         slo = info.slo
         loaded = view.routable_map().get  # a dict lookup per candidate, not a method call (hot when overloaded)
         kind_ok = self._kind_ok
-        floor = info.floor
-        if info.by_floor and floor[info.by_floor[0]] > slo:  # no load fits (tight SLOs): the closest, quickly
-            for k in info.by_floor:
-                vi = info.order[k]
-                if kind_ok[vi] and not loaded(vi, ()):
-                    return (vi, floor[k])
-            return (-1, _INF)
+        lat = info.lat
         best: tuple[tuple[float, float], int, int | None] | None = None
-        close: tuple[int, float] = (-1, _INF)
+        # the closest: the least estimate, the first in candidate order among equals, over the
+        # candidates a load could fit (estimated with their wait) and those it cannot (floor)
+        close: tuple[int, float, int] = (-1, _INF, -1)
         rooms: dict[HardwareKind, _KindRoom] = {}
-        for k, vi in enumerate(info.order):
+        for k, vi in info.under:
             if not kind_ok[vi] or loaded(vi, ()):
-                continue
-            if floor[k] > slo:  # even without waiting for room
-                if floor[k] < close[1]:
-                    close = (vi, floor[k])
                 continue
             v = variants[vi]
             room = self._route_room(view, v, now, rooms)
             if room is None:
                 continue
             wait_s, wid = room
-            est = wait_s * 1000.0 + v.load_latency_ms + info.lat[k]
+            est = wait_s * 1000.0 + v.load_latency_ms + lat[k]
             if est > slo:
                 if est < close[1]:
-                    close = (vi, est)
+                    close = (vi, est, k)
                 continue
             if self.price_aware:
                 thr = saturation_throughput(v.latency_by_batch, slo)
-                key = (price_key(self._price[vi], thr, est - info.lat[k], info.lat[k], demand, self.slack), vi, wid)
+                key = (price_key(self._price[vi], thr, est - lat[k], lat[k], demand, self.slack), vi, wid)
             else:
-                key = (cold_key(est - info.lat[k], info.lat[k], slo, info.cpu[k], self.loose_slo_ms), vi, wid)
+                key = (cold_key(est - lat[k], lat[k], slo, info.cpu[k], self.loose_slo_ms), vi, wid)
             if best is None or key[:2] < best[:2]:
                 best = key
         if best is None:
-            return close
+            for f, k, vi in info.over:  # by (floor, position): the first unloaded one is theirs
+                if kind_ok[vi] and not loaded(vi, ()):
+                    if f < close[1] or (f == close[1] and k < close[2]):
+                        close = (vi, f, k)
+                    break
+            return (close[0], close[1])
         _, vi, wid = best
         self._mark_running(vi)
         self._route_kinds.add(variants[vi].hardware)
