@@ -226,7 +226,7 @@ class _KindRoom:
     orders them (ready before starting, then the most free units, then the most free memory,
     then the lowest id): the first that fits a variant is where the cluster would put it."""
 
-    __slots__ = ("full", "live", "startup_s", "workers")
+    __slots__ = ("full", "live", "max_memory", "max_units", "startup_s", "workers")
 
     def __init__(self, view: ClusterView, kind: HardwareKind) -> None:
         ws = view.workers(kind)
@@ -241,6 +241,9 @@ class _KindRoom:
             rows.append(((0 if w.state is WorkerState.READY else 1, -units, -mem), mem, units, w.ready_at, w.wid))
         rows.sort(key=lambda r: (r[0], r[4]))
         self.workers = rows
+        # a worker fits a variant only if its memory and its units do: none fits beyond these
+        self.max_memory = max((r[1] for r in rows), default=-_INF)
+        self.max_units = max((r[2] for r in rows), default=-_INF)
 
 
 class _Room:
@@ -788,6 +791,8 @@ class InfaasPolicy(Policy):
             if cache is not None:
                 cache[kind] = room
         gpu = kind is HardwareKind.GPU
+        if room.max_memory + 1e-9 < v.memory_mb or (not gpu and room.max_units + 1e-9 < v.allocation):
+            return None if room.full else (room.startup_s, None)
         for _key, mem, units, ready_at, wid in room.workers:
             if mem + 1e-9 < v.memory_mb:
                 continue
