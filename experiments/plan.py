@@ -89,8 +89,39 @@ def _best_line(evs: list[Evaluation], settings: PlanSettings) -> str:
     )
 
 
+@contextlib.contextmanager
+def candidate_backend(settings: PlanSettings) -> Iterator[None]:
+    """Where the candidates' simulations run: joblib's local processes (``loky``), or Ray's
+    joblib backend (``ray``: a local Ray, or the cluster at ``plan.ray_address``)."""
+    if settings.backend != "ray":
+        yield
+        return
+    try:
+        import joblib
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError:
+        raise ConfigError("config: plan.backend=ray needs Ray (pip install -e '.[ray]')") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False)
+    register_ray()
+    try:
+        with joblib.parallel_backend("ray"):
+            yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def plan(cfg: dict[str, Any], out_dir: Path, choices: dict[str, str]) -> int:
     """Run a plan from a plain config (the Hydra app's, resolved); the exit status."""
+    settings = parse_settings(dict(cfg.get("plan") or {}))
+    with candidate_backend(settings):
+        return _plan(cfg, out_dir, choices)
+
+
+def _plan(cfg: dict[str, Any], out_dir: Path, choices: dict[str, str]) -> int:
     from tqdm import tqdm
 
     settings = parse_settings(dict(cfg.get("plan") or {}))

@@ -76,7 +76,11 @@ def evaluate(
     candidates and seeds). Stopping the iteration (Ctrl-C) loses only unfinished candidates."""
     jobs = [(i, s, space.config(base, c, s)) for i, c in enumerate(candidates) for s in seeds]
     pending: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in range(len(candidates))}
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(_job)(i, s, cfg) for i, s, cfg in jobs)
+    calls = [delayed(_job)(i, s, cfg) for i, s, cfg in jobs]
+    try:
+        results: Any = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(calls)
+    except ValueError:  # a backend that cannot stream results (Ray's): all of the round at once
+        results = Parallel(n_jobs=n_jobs, return_as="list")(calls)
     for i, s, out in results:
         pending[i][s] = out
         if len(pending[i]) == len(seeds):

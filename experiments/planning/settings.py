@@ -49,6 +49,10 @@ class PlanSettings:
     space: Space = field(default_factory=Space)
     seeds: int = 3  # seeds per candidate: a recommendation is not one lucky seed
     n_jobs: int = 2  # joblib workers (-1: every core)
+    # where candidates run: "loky" (local processes) or "ray" (Ray's joblib backend: a local Ray,
+    # or the cluster at ray_address, e.g. "auto"), so a large plan spreads over a Ray cluster
+    backend: str = "loky"
+    ray_address: str | None = None
     seed: int = 0  # the search's seed: the same seed gives the same plan
     trials: int = 60  # Optuna: distinct candidates to evaluate
     grid_max: int = 64  # a space of at most this many candidates is searched exhaustively
@@ -141,6 +145,12 @@ def parse_settings(cfg: Mapping[str, Any]) -> PlanSettings:
     n_jobs = _number("plan.n_jobs", cfg.get("n_jobs", d.n_jobs), whole=True, minimum=-1)
     if n_jobs == 0:
         raise ConfigError("config: plan.n_jobs must be >= 1 (or -1: every core), got 0")
+    backend = cfg.get("backend", d.backend)
+    if backend not in ("loky", "ray"):
+        raise ConfigError(f"config: plan.backend must be 'loky' or 'ray', got {backend!r}")
+    address = cfg.get("ray_address", d.ray_address)
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigError(f"config: plan.ray_address must be an address (or auto), got {address!r}")
     figures = cfg.get("figures", d.figures)
     if not isinstance(figures, bool):
         raise ConfigError(f"config: plan.figures must be true or false, got {figures!r}")
@@ -149,6 +159,8 @@ def parse_settings(cfg: Mapping[str, Any]) -> PlanSettings:
         space=parse_space(dict(cfg.get("space") or {})),
         seeds=_number("plan.seeds", cfg.get("seeds", d.seeds), whole=True, minimum=1),
         n_jobs=n_jobs,
+        backend=str(backend),
+        ray_address=address,
         seed=_number("plan.seed", cfg.get("seed", d.seed), whole=True),
         trials=_number("plan.trials", cfg.get("trials", d.trials), whole=True, minimum=1),
         grid_max=_number("plan.grid_max", cfg.get("grid_max", d.grid_max), whole=True),

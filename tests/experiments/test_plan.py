@@ -125,6 +125,18 @@ def test_the_same_seed_gives_the_same_plan_whatever_n_jobs(tmp_path: Path) -> No
     assert set(a["policy"]) == {"static", "sagemaker+", "clipper+"}
 
 
+def test_candidates_run_on_ray_give_the_same_plan(tmp_path: Path) -> None:
+    # plan.backend=ray runs the candidates' simulations through Ray's joblib backend (a local
+    # Ray here; plan.ray_address joins a cluster): the same seed, the same candidates and figures.
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    local = compose_plan(*OPTUNA, "plan.n_jobs=2")
+    on_ray = compose_plan(*OPTUNA, "plan.n_jobs=2", "plan.backend=ray")
+    assert plan_app.plan(local, tmp_path / "a", CHOICES) == 0
+    assert plan_app.plan(on_ray, tmp_path / "b", CHOICES) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "candidates.csv"),
+                                  pd.read_csv(tmp_path / "b" / "candidates.csv"))  # fmt: skip
+
+
 def test_an_interrupted_plan_keeps_what_it_evaluated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = plan_app.evaluate
     done = []
@@ -155,6 +167,7 @@ def test_an_interrupted_plan_keeps_what_it_evaluated(tmp_path: Path, monkeypatch
         ("plan.space.knobs.static.nosuch=[1]", "static has no parameter(s) ['nosuch']"),
         ("plan.goals.max_violaton=0.1", "unknown plan option 'plan.goals.max_violaton'"),
         ("policy=infaas", "name them with plan.space.policies"),
+        ("plan.backend=dask", "plan.backend must be 'loky' or 'ray', got 'dask'"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_exit_2(tmp_path: Path, override: str, needle: str) -> None:
