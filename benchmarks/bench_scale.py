@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -78,7 +77,9 @@ def one(policy: str, qps: float, duration: float, max_workers: int) -> dict[str,
     t0 = time.process_time()
     result = run_experiment({str(k): v for k, v in plain.items()})
     cpu = time.process_time() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    from rss import peak_rss
+
+    rss = peak_rss()  # the child's own peak (ru_maxrss would start at the parent's)
     tl = result.timeline
     most = int(tl["workers_cpu"].max()) if "workers_cpu" in tl else 0
     return {"queries": float(result.summary["queries"]), "cpu_s": cpu, "peak_rss": float(rss),

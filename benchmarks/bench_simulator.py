@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rss import peak_rss, ru_maxrss
 
 CONF = Path(__file__).resolve().parents[1] / "experiments" / "conf"
 
@@ -127,24 +128,6 @@ def _instrument(marks: dict[str, float], on_enter: Callable[[], None], on_loop_e
     experiment.run_simulation = run_simulation
 
 
-def _maxrss() -> float:
-    """This process's peak RSS in bytes: ``ru_maxrss``, except that on Linux a child's
-    ``ru_maxrss`` starts at its parent's peak (the high-water mark of the address space that
-    ``exec`` replaced), so the high-water mark of its own, ``VmHWM``, is read where there is one."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) * 1024  # kB
-    except OSError:
-        pass
-    return _ru_maxrss()
-
-
-def _ru_maxrss() -> float:
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # kB on Linux
-
-
 def child_run(args: argparse.Namespace) -> dict[str, Any]:
     """One timed simulator run; results written under ``args.out``."""
     from infaas_sim.experiment import run_experiment
@@ -153,18 +136,18 @@ def child_run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _config(args)
     marks: dict[str, float] = {}
     _instrument(marks, lambda: None, lambda: None)
-    rss0 = _maxrss()
+    rss0 = peak_rss()
     t0 = time.process_time()
     result = run_experiment(cfg)
     t1 = time.process_time()
-    rss, ru = _maxrss(), _ru_maxrss()
+    rss, ru = peak_rss(), ru_maxrss()
     write_run(result, args.out, figures=False)
     t2 = time.process_time()
     out: dict[str, Any] = {
         "policy": str(result.summary["policy"]), "queries": int(result.summary["queries"]),
         "served": int(result.summary["served"]), "rejected": int(result.summary["rejected"]),
         "cpu_run": t1 - t0, "cpu_write": t2 - t1, "rss_before": rss0, "rss_peak": rss, "ru_maxrss": ru,
-        "rss_after_write": _maxrss(),
+        "rss_after_write": peak_rss(),
     }  # fmt: skip
     if {"sim0", "loop0", "loop1", "sim1"} <= set(marks):
         out.update(build=marks["sim0"] - t0, setup=marks["loop0"] - marks["sim0"], loop=marks["loop1"] - marks["loop0"],
