@@ -141,7 +141,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from infaas_sim.catalog import Candidates, Catalog
-from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.hysteresis import Cooldown, HoldDown
 from infaas_sim.policy import (
@@ -389,18 +388,17 @@ class InfaasPolicy(Policy):
         rightsize_cooldown_s: float = 60.0,
         vm_scale_out: str = "one",
     ) -> None:
-        name = type(self).name or "infaas"
         if vm_scale_out not in ("one", "demand"):
-            raise ConfigError(f"policy {name}: vm_scale_out must be 'one' or 'demand', got {vm_scale_out!r}")
+            raise self.error(f"vm_scale_out must be 'one' or 'demand', got {vm_scale_out!r}")
         for key, val in (("tick_s", tick_s), ("vm_period_s", vm_period_s), ("rate_window_s", rate_window_s),
                          ("blacklist_s", blacklist_s), ("upgrade_load_ratio", upgrade_load_ratio),
                          ("transition_timeout_s", transition_timeout_s)):  # fmt: skip
             if not val > 0:
-                raise ConfigError(f"policy {name}: {key} must be > 0, got {val}")
+                raise self.error(f"{key} must be > 0, got {val}")
         if slack < 1:
-            raise ConfigError(f"policy {name}: slack must be >= 1, got {slack}")
+            raise self.error(f"slack must be >= 1, got {slack}")
         if not 0 <= rightsize_margin < 1:
-            raise ConfigError(f"policy {name}: rightsize_margin must be in [0, 1), got {rightsize_margin}")
+            raise self.error(f"rightsize_margin must be in [0, 1), got {rightsize_margin}")
         for key, ival in (("max_replicas", max_replicas), ("scale_down_holddown", scale_down_holddown),
                           ("gpu_scale_down_holddown", gpu_scale_down_holddown),
                           ("inf_scale_down_holddown", inf_scale_down_holddown),
@@ -410,16 +408,16 @@ class InfaasPolicy(Policy):
                           ("downgrade_holddown", downgrade_holddown),
                           ("vm_quiet_checks", vm_quiet_checks)):  # fmt: skip
             if ival < 1:
-                raise ConfigError(f"policy {name}: {key} must be >= 1, got {ival}")
+                raise self.error(f"{key} must be >= 1, got {ival}")
         for key, share in (("gpu_downgrade_load_share", gpu_downgrade_load_share),
                            ("inf_downgrade_load_share", inf_downgrade_load_share), ("cpu_high_util", cpu_high_util),
                            ("gpu_high_util", gpu_high_util), ("inf_high_util", inf_high_util),
                            ("vm_low_util", vm_low_util)):  # fmt: skip
             if not 0 <= share <= 1:
-                raise ConfigError(f"policy {name}: {key} must be in [0, 1], got {share}")
+                raise self.error(f"{key} must be in [0, 1], got {share}")
         if min(loose_slo_ms, gpu_downgrade_slo_factor, inf_downgrade_slo_factor, vm_backoff_s, evict_idle_s,
                idle_s, rightsize_cooldown_s) < 0:  # fmt: skip
-            raise ConfigError(f"policy {name}: thresholds and periods must be >= 0")
+            raise self.error("thresholds and periods must be >= 0")
         self.tick_s = self._period = float(tick_s)
         self.vm_period_s = float(vm_period_s)
         self.rate_window_s = float(rate_window_s)

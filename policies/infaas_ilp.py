@@ -444,17 +444,16 @@ class InfaasIlpPolicy(InfaasPolicy):
         **params: Any,
     ) -> None:
         super().__init__(**params)
-        name = type(self).name or "infaas-ilp"
         if not solve_every_s > 0 or not time_limit_s > 0:
-            raise ConfigError(f"policy {name}: solve_every_s and time_limit_s must be > 0")
+            raise self.error("solve_every_s and time_limit_s must be > 0")
         if lambda_load < 0 or load_window_s < 1 or extra_slots < 0:
-            raise ConfigError(f"policy {name}: lambda_load >= 0, load_window_s >= 1, extra_slots >= 0 required")
+            raise self.error("lambda_load >= 0, load_window_s >= 1, extra_slots >= 0 required")
         self.solve_every_s = float(solve_every_s)
         self.lambda_load = float(lambda_load)
         self.load_window_s = int(load_window_s)
         self.extra_slots = int(extra_slots)
         if node_limit < 1:
-            raise ConfigError(f"policy {name}: node_limit must be >= 1, got {node_limit}")
+            raise self.error(f"node_limit must be >= 1, got {node_limit}")
         self.time_limit_s = float(time_limit_s)
         self.node_limit = int(node_limit)
         self.backend = str(backend)
