@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from infaas_sim.backlog_index import BacklogIndex
 from infaas_sim.catalog import Catalog
+from infaas_sim.dispatch import least_backlog
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.meter import RateMeter
@@ -56,6 +58,10 @@ _READY = InstanceState.READY
 _DRAINING = InstanceState.DRAINING
 _DEAD = InstanceState.DEAD
 _GPU = HardwareKind.GPU
+# A routable list this long is dispatched by an index (O(log n) a query) instead of a scan:
+# below it the scan, which stops at the first idle replica, costs less than the upkeep.
+INDEX_FROM = 32
+_NO_ROUTES: dict[int, list[Instance]] = {}
 
 
 def stage_key(app_index: int, stage: int) -> int:
@@ -149,6 +155,7 @@ class Instance:
 
     __slots__ = (
         "batches_done",
+        "bix",
         "busy",
         "busy_start",
         "busy_time",
@@ -239,6 +246,7 @@ class Instance:
         self.drift = cluster.drift_of(vi, variant.hardware)
         self.latency_table: list[float] = []
         self.run_table: list[float] = []
+        self.bix: BacklogIndex | None = None  # the least-backlog index of its routable list, if any
         self._set_latency_table()
 
     @property
@@ -253,6 +261,8 @@ class Instance:
         self.latency_table = self._table(self.variant, cluster.catalog)
         hw = cluster.hardware_catalog
         self.run_table = self.latency_table if hw is cluster.catalog else self._table(hw.variants[self.vi], hw)
+        if self.bix is not None:
+            self.bix.refile(self, cluster.env.now)
 
     def _table(self, v: Variant, catalog: Catalog) -> list[float]:
         if v.hardware is HardwareKind.CPU and self.cores != v.allocation:
@@ -314,6 +324,10 @@ class Instance:
         self.last_used = now
         if not self.busy and self.state is not _LOADING:
             self.try_dispatch()
+            if self.busy:
+                return  # dispatched: _dispatch filed it
+        if self.bix is not None:
+            self.bix.refile(self, now)
 
     def try_dispatch(self) -> None:
         st = self.state
@@ -345,6 +359,7 @@ class Instance:
                     w.device_waiters.append(self)
                 return
             w.device_busy += 1
+            self.cluster.placement_epoch += 1
         self.device_wait_since = -1.0
         self._dispatch(now)
 
@@ -363,6 +378,8 @@ class Instance:
                 f"{self.worker.wid}: over cluster.max_queue_s {bound:g} s"
             )
             rec.rejected(q, reason, now)
+        if self.bix is not None:
+            self.bix.refile(self, now)
 
     def _on_timer(self, _ev: simpy.Event) -> None:
         if self.timer_at <= self.cluster.env.now:
@@ -404,6 +421,8 @@ class Instance:
         self.busy_until = now + self.latency_table[min(inputs, len(self.latency_table) - 1)] / 1000
         ev = self.cluster.executor.run(self, inputs, batch)
         ev.callbacks.append(lambda e: self._on_done(e, batch, inputs, start))
+        if self.bix is not None:
+            self.bix.refile(self, now)
 
     def _on_done(self, ev: simpy.Event, batch: list[Query], inputs: int, start: float) -> None:
         if self.state is _DEAD:
@@ -418,6 +437,7 @@ class Instance:
         if w.kind is _GPU:
             if not self.exclusive:
                 w.device_busy -= 1
+                self.cluster.placement_epoch += 1
             w.busy_meter.add_span(0, start, now, 1.0)
         else:
             # Spread over the seconds the batch ran (a batch over 1 s is not all in its last).
@@ -448,6 +468,8 @@ class Instance:
             cluster._finish_unload(self)
         else:
             self.try_dispatch()
+        if self.bix is not None and not self.busy:  # (busy: dispatched again, and filed)
+            self.bix.refile(self, now)
         if w.device_waiters:
             cluster._wake_device_waiters(w)
 
@@ -514,16 +536,38 @@ class Cluster:
         self._room: dict[tuple[HardwareKind, str | None], dict[int, Worker]] = {}
         self._next_wid = 0
         self._next_iid = 0
+        # Bumped whenever what a placement reads of a worker can change (state, free memory,
+        # units or GPU devices): a policy may keep what it read of the workers while it holds.
+        self.placement_epoch = 0
+        # Least-backlog indexes of the routable lists that grew long enough to want one.
+        self._bix: dict[tuple[str | None, int], BacklogIndex] = {}
 
     # --- reading ------------------------------------------------------------------------
     def live_count(self, kind: HardwareKind) -> int:
         """Workers of ``kind`` not released or crashed (draining ones included)."""
         return self._live[kind]
 
+    def least_backlog(self, vi: int, pool: str | None) -> Instance | None:
+        """:func:`infaas_sim.dispatch.least_backlog` over the routable replicas of ``vi`` on
+        workers of ``pool``, the same choice: a scan while the list is short, then an index
+        that answers in O(log n) (:mod:`infaas_sim.backlog_index`)."""
+        now = self.env.now
+        idx = self._bix.get((pool, vi))
+        if idx is None:
+            lst = self.routable_by_pool.get(pool, _NO_ROUTES).get(vi, ())
+            if len(lst) < INDEX_FROM:
+                return least_backlog(lst, now)
+            idx = self._bix[(pool, vi)] = BacklogIndex()
+            for inst in lst:
+                inst.bix = idx
+                idx.add(inst, now)
+        return idx.least(now)
+
     def _touch(self, w: Worker) -> None:
         """Keep ``w``'s membership of the placement index current after its state or room
         changed. Membership is a necessary condition of ``Worker.fits`` (which ``place``
         still checks), so the index only skips workers that cannot take a load."""
+        self.placement_epoch += 1
         room = self._room.setdefault((w.kind, w.pool), {})
         if w.state in (WorkerState.READY, WorkerState.STARTING) and (
             w.kind is HardwareKind.GPU or w.itype.capacity_units - w.units_used > 1e-9
@@ -621,6 +665,7 @@ class Cluster:
     def _worker_ready(self, w: Worker) -> None:
         if w.state is WorkerState.STARTING:
             w.state = WorkerState.READY
+            self.placement_epoch += 1
         elif w.state is not WorkerState.DRAINING:
             return  # released or crashed while starting
         for inst in list(w.instances):
@@ -654,6 +699,7 @@ class Cluster:
     def _maybe_release(self, w: Worker) -> None:
         if w.state is WorkerState.DRAINING and not w.instances:
             w.state = WorkerState.RELEASED
+            self.placement_epoch += 1
             w.released_at = self.env.now
             self._live[w.kind] -= 1
 
@@ -752,6 +798,7 @@ class Cluster:
         self._touch(w)
         self.routable.setdefault(vi, []).append(inst)
         self.routable_by_pool.setdefault(w.pool, {}).setdefault(vi, []).append(inst)
+        idx = self._bix.get((w.pool, vi))
         extra = f", {c:g} cores" if variant.hardware is HardwareKind.CPU and c != variant.allocation else ""
         extra += ", own device" if exclusive else ""
         self.action_log.append((self.env.now, f"load {variant_id} as instance {inst.iid} on worker {w.wid}{extra}"))
@@ -764,12 +811,17 @@ class Cluster:
             self._start_load(inst)
         else:
             inst.ready_at = w.ready_at + variant.load_latency_ms / 1000  # an estimate until it starts
+        if idx is not None:  # filed by its state after the load began
+            inst.bix = idx
+            idx.add(inst, self.env.now)
         return inst
 
     def _start_load(self, inst: Instance) -> None:
         inst.ready_at = self.env.now + inst.variant.load_latency_ms / 1000  # estimate for backlog
         ev = self.executor.load(inst)
         ev.callbacks.append(lambda e: self._loaded(inst, e))
+        if inst.bix is not None:
+            inst.bix.refile(inst, self.env.now)
 
     def _loaded(self, inst: Instance, ev: simpy.Event) -> None:
         if inst.state is InstanceState.DEAD:
@@ -789,6 +841,8 @@ class Cluster:
         if inst.state is InstanceState.LOADING:
             inst.state = InstanceState.READY
         inst.try_dispatch()
+        if inst.bix is not None:
+            inst.bix.refile(inst, now)
         if inst.state is InstanceState.DRAINING and not inst.queue and not inst.busy:
             self._finish_unload(inst)
 
@@ -829,6 +883,9 @@ class Cluster:
         if lst is not None and inst in lst:
             lst.remove(inst)
             self.routable_by_pool[inst.pool][inst.vi].remove(inst)
+        if inst.bix is not None:
+            inst.bix.remove(inst)
+            inst.bix = None
 
     def resize(self, iid: int, cores: float) -> bool:
         """Vertical scaling of a CPU instance in place, within its worker's cores. The cores
@@ -875,6 +932,8 @@ class Cluster:
         inst.max_batch = max(1, min(max_batch, inst.variant.max_batch))
         if max_wait_s is not None:
             inst.max_wait_s = max(0.0, max_wait_s)
+        if inst.bix is not None:
+            inst.bix.refile(inst, now)
         self.action_log.append(
             (now, f"set batch of instance {iid} to {inst.max_batch}, max wait {inst.max_wait_s * 1000:g} ms")
         )

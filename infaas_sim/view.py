@@ -175,6 +175,13 @@ class ClusterView:
         """Live workers (starting, ready or draining), optionally of one kind."""
         return [w for w in self._c.live_workers() if kind is None or w.kind is kind]
 
+    @property
+    def placement_epoch(self) -> int:
+        """A number that changes whenever what :meth:`workers` shows of placement can
+        (a worker's state, free memory, free units or busy GPU devices): what a policy read
+        of the workers still holds while it is the same."""
+        return self._c.placement_epoch
+
     def pool_workers(self, pool: str | None, kind: HardwareKind | None = None) -> list[WorkerView]:
         """:meth:`workers` of one worker pool (None: the workers of no pool)."""
         return [w for w in self._c.live_workers() if w.pool == pool and (kind is None or w.kind is kind)]
@@ -196,6 +203,12 @@ class ClusterView:
         """:meth:`instances_of`, only those on workers of ``pool`` (None: of no pool). Live:
         don't keep it. Cheap enough for the per-query path (two dict lookups)."""
         return self._c.routable_by_pool.get(pool, _NO_VARIANTS).get(vi, ())
+
+    def least_backlog(self, vi: int, pool: str | None) -> InstanceView | None:
+        """The routable replica of ``vi`` on workers of ``pool`` (None: of no pool) that
+        :func:`infaas_sim.dispatch.least_backlog` picks, the same choice in O(log n) on
+        long lists (the cluster keeps an index of them)."""
+        return self._c.least_backlog(vi, pool)
 
     def routable_map(self) -> Mapping[int, Sequence[InstanceView]]:
         """Variant index -> its routable instances (:meth:`instances_of` for every variant at

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from infaas_sim.catalog import Candidates
-from infaas_sim.dispatch import LEAST_BACKLOG, ROUND_ROBIN, check_dispatch, least_backlog, round_robin, shortest_queue
+from infaas_sim.dispatch import LEAST_BACKLOG, ROUND_ROBIN, check_dispatch, round_robin, shortest_queue
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import (
@@ -277,9 +277,9 @@ def named_variant(view: ClusterView, app_name: str, cands: Sequence[int], named:
 
 def dispatch_to(rule: str, dep: Deployment, view: ClusterView) -> InstanceView | None:
     """The replica of ``dep`` a query goes to under dispatch ``rule`` (None: none runs)."""
-    insts = view.pool_instances(dep.vi, dep.pool)
     if rule == LEAST_BACKLOG:
-        return least_backlog(insts, view.now)
+        return view.least_backlog(dep.vi, dep.pool)
+    insts = view.pool_instances(dep.vi, dep.pool)
     if rule == ROUND_ROBIN:
         dep.turn += 1
         return round_robin(insts, dep.turn - 1)

@@ -479,6 +479,10 @@ class InfaasPolicy(Policy):
         self._used_by: dict[int, dict[tuple[frozenset[int], float], float]] = {}
         self._running: set[int] = set()
         self._version = 0
+        # _load_choice's reading of the workers, while the cluster's placement epoch holds
+        self._room_epoch = -1
+        self._kind_rooms: dict[HardwareKind, _KindRoom] = {}
+        self._placed: dict[int, tuple[float, int | None] | None] = {}
         self._serve: dict[int, Serve] = {}
         self._missed: dict[int, float] = {}  # inputs turned away per variant since the tick
         self._cold: dict[int, float] = {}  # variants wanted by queries that found nothing loaded
@@ -503,6 +507,7 @@ class InfaasPolicy(Policy):
         if cat is self._catalog:
             return cat
         self._catalog = cat
+        self._room_epoch = -1  # a new catalog: its variants' sizes are read afresh
         self._kinds = []
         for kind in HardwareKind:
             try:
@@ -775,19 +780,27 @@ class InfaasPolicy(Policy):
             serve = self._serve[chosen.iid] = Serve(chosen)
         return serve
 
-    def _route_room(
-        self, view: ClusterView, v: Variant, now: float, cache: dict[HardwareKind, _KindRoom] | None = None
-    ) -> tuple[float, int | None] | None:
+    def _route_room(self, view: ClusterView, v: Variant, now: float) -> tuple[float, int | None] | None:
         """(seconds before a load of ``v`` can start, worker) by the cluster's placement rule
-        (GPU: memory only), or None where the cluster could not place it. ``cache``: the
-        kinds' workers already read in this call (one read per kind, not per candidate:
-        issue 16 measured 106 ms a query with 10,000 variants and 100 workers a kind)."""
-        kind = v.hardware
-        room = cache.get(kind) if cache is not None else None
+        (GPU: memory only), or None where the cluster could not place it."""
+        room = self._room_of(v, {}, view)
         if room is None:
-            room = _KindRoom(view, kind)
-            if cache is not None:
-                cache[kind] = room
+            return None
+        at, wid = room
+        return (max(0.0, at - now), wid) if wid is not None else (at, None)
+
+    def _room_of(
+        self, v: Variant, cache: dict[HardwareKind, _KindRoom], view: ClusterView
+    ) -> tuple[float, int | None] | None:
+        """Where the cluster would place ``v``: (the worker's ready time, worker), or (start-up
+        seconds, None) on a new worker, or None where it could not. It reads no clock, so it
+        holds while the cluster's placement epoch does. ``cache``: the kinds' workers already
+        read (one read per kind, not per candidate: issue 16 measured 106 ms a query with
+        10,000 variants and 100 workers a kind)."""
+        kind = v.hardware
+        room = cache.get(kind)
+        if room is None:
+            room = cache[kind] = _KindRoom(view, kind)
         gpu = kind is HardwareKind.GPU
         if room.max_memory + 1e-9 < v.memory_mb or (not gpu and room.max_units + 1e-9 < v.allocation):
             return None if room.full else (room.startup_s, None)
@@ -796,7 +809,7 @@ class InfaasPolicy(Policy):
                 continue
             if not gpu and units + 1e-9 < v.allocation:
                 continue
-            return max(0.0, ready_at - now), wid
+            return ready_at, wid
         if room.full:
             return None
         return room.startup_s, None
@@ -816,15 +829,27 @@ class InfaasPolicy(Policy):
         # the closest: the least estimate, the first in candidate order among equals, over the
         # candidates a load could fit (estimated with their wait) and those it cannot (floor)
         close: tuple[int, float, int] = (-1, _INF, -1)
-        rooms: dict[HardwareKind, _KindRoom] = {}
+        # Where each candidate would go, kept while the placement epoch holds: an overloaded
+        # burst asks this for every query it rejects, and the workers rarely change between.
+        epoch = view.placement_epoch
+        if epoch != self._room_epoch:
+            self._room_epoch = epoch
+            self._kind_rooms = {}
+            self._placed = {}
+        rooms = self._kind_rooms
+        placed = self._placed
         for k, vi in info.under:
             if not kind_ok[vi] or loaded(vi, ()):
                 continue
             v = variants[vi]
-            room = self._route_room(view, v, now, rooms)
+            if vi in placed:
+                room = placed[vi]
+            else:
+                room = placed[vi] = self._room_of(v, rooms, view)
             if room is None:
                 continue
-            wait_s, wid = room
+            at, wid = room
+            wait_s = (at - now if at > now else 0.0) if wid is not None else at
             est = wait_s * 1000.0 + v.load_latency_ms + lat[k]
             if est > slo:
                 if est < close[1]:
