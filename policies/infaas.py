@@ -184,8 +184,8 @@ _INF = math.inf
 class _Cands:
     """What route needs about one memoised candidate set (one requirement at one batch)."""
 
-    __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "over", "req", "running",
-                 "slo", "under", "use_key", "version")  # fmt: skip
+    __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "over", "req", "rows",
+                 "rows_gen", "running", "slo", "under", "use_key", "version")  # fmt: skip
 
     def __init__(self, obj: Candidates, req: Requirement, batch: int, catalog: Catalog, loose_ms: float) -> None:
         self.obj = obj
@@ -204,6 +204,8 @@ class _Cands:
         self.over = [(self.floor[k], k, self.order[k]) for k in self.by_floor if self.floor[k] > self.slo]
         self.running: list[tuple[int, float, bool]] = []
         self.version = -1
+        self.rows: list[tuple[int, int, float, int | None, float]] = []  # InfaasPolicy._placeable
+        self.rows_gen = -1
         self.group: frozenset[int] = frozenset()  # the variants this requirement may use
         self.use_key: tuple[frozenset[int], float] = (frozenset(), _INF)  # (group, SLO) for _used_by
 
@@ -481,6 +483,7 @@ class InfaasPolicy(Policy):
         self._version = 0
         # _load_choice's reading of the workers, while the cluster's placement epoch holds
         self._room_epoch = -1
+        self._room_gen = 0  # bumped with the epoch read (and a new catalog): _Cands.rows' key
         self._kind_rooms: dict[HardwareKind, _KindRoom] = {}
         self._placed: dict[int, tuple[float, int | None] | None] = {}
         self._serve: dict[int, Serve] = {}
@@ -508,6 +511,7 @@ class InfaasPolicy(Policy):
             return cat
         self._catalog = cat
         self._room_epoch = -1  # a new catalog: its variants' sizes are read afresh
+        self._room_gen += 1
         self._kinds = []
         for kind in HardwareKind:
             try:
@@ -814,6 +818,26 @@ class InfaasPolicy(Policy):
             return None
         return room.startup_s, None
 
+    def _placeable(self, info: _Cands, view: ClusterView) -> list[tuple[int, int, float, int | None, float]]:
+        """The candidates a load could fit (``info.under``) that the cluster could place now,
+        in order: (position, variant, the worker's ready time or a new one's start-up,
+        worker or None, load ms). It holds while the placement epoch does."""
+        assert self._catalog is not None
+        variants = self._catalog.variants
+        kind_ok = self._kind_ok
+        placed = self._placed
+        rows = []
+        for k, vi in info.under:
+            if not kind_ok[vi]:
+                continue
+            if vi in placed:
+                room = placed[vi]
+            else:
+                room = placed[vi] = self._room_of(variants[vi], self._kind_rooms, view)
+            if room is not None:
+                rows.append((k, vi, room[0], room[1], variants[vi].load_latency_ms))
+        return rows
+
     def _load_choice(self, info: _Cands, query: Query, view: ClusterView) -> LoadThenServe | tuple[int, float]:
         """A variant that is not loaded but fits the SLO with its load: LoadThenServe; else
         the closest one, (variant index, estimated ms), or (-1, inf)."""
@@ -834,29 +858,23 @@ class InfaasPolicy(Policy):
         epoch = view.placement_epoch
         if epoch != self._room_epoch:
             self._room_epoch = epoch
+            self._room_gen += 1
             self._kind_rooms = {}
             self._placed = {}
-        rooms = self._kind_rooms
-        placed = self._placed
-        for k, vi in info.under:
-            if not kind_ok[vi] or loaded(vi, ()):
+        if info.rows_gen != self._room_gen:
+            info.rows = self._placeable(info, view)
+            info.rows_gen = self._room_gen
+        for k, vi, at, wid, load_ms in info.rows:
+            if loaded(vi, ()):
                 continue
-            v = variants[vi]
-            if vi in placed:
-                room = placed[vi]
-            else:
-                room = placed[vi] = self._room_of(v, rooms, view)
-            if room is None:
-                continue
-            at, wid = room
             wait_s = (at - now if at > now else 0.0) if wid is not None else at
-            est = wait_s * 1000.0 + v.load_latency_ms + lat[k]
+            est = wait_s * 1000.0 + load_ms + lat[k]
             if est > slo:
                 if est < close[1]:
                     close = (vi, est, k)
                 continue
             if self.price_aware:
-                thr = saturation_throughput(v.latency_by_batch, slo)
+                thr = saturation_throughput(variants[vi].latency_by_batch, slo)
                 key = (price_key(self._price[vi], thr, est - lat[k], lat[k], demand, self.slack), vi, wid)
             else:
                 key = (cold_key(est - lat[k], lat[k], slo, info.cpu[k], self.loose_slo_ms), vi, wid)
