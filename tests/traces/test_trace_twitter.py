@@ -5,6 +5,9 @@ and determinism."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +87,44 @@ def test_the_ar1_recursion_is_scipy_lfilters_bit_for_bit() -> None:
         for a in (0.5, math.exp(-1 / 37.0), 0.999):
             e = rng.standard_normal(n)
             assert np.array_equal(_ar1(e, a), lfilter([1.0], [1.0, -a], e))
+
+
+def test_the_peak_to_mean_exponent_is_the_root_brentq_finds_and_its_counts_are_the_same() -> None:
+    # _gamma finds its exponent by bisection, without scipy.optimize (0.4 CPU s to import):
+    # to the last bit of the bracket, so within brentq's 1e-10 of the same root, and the
+    # Poisson counts drawn from the rates are the same as with brentq's exponent.
+    from scipy.optimize import brentq
+
+    from traces.twitter import _bisect
+
+    for ratio, seed in ((1.5, 0), (2.0, 1), (3.0, 2), (5.0, 3)):
+        trace = TwitterTrace(mean_qps=100.0, peak_to_mean=ratio)
+        s = trace.shape(3600, np.random.default_rng(seed))
+        log_s = np.log(s)
+        log_max = float(log_s.max())
+
+        def excess(g: float, log_s: np.ndarray = log_s, log_max: float = log_max, ratio: float = ratio) -> float:
+            return -math.log(float(np.exp(g * (log_s - log_max)).mean())) - math.log(ratio)
+
+        ours, theirs = trace._gamma(s, ratio), brentq(excess, 0.0, 16.0, xtol=1e-10)
+        assert ours == _bisect(excess, 0.0, 16.0)
+        assert abs(ours - theirs) < 1e-9 and abs(excess(ours)) <= abs(excess(theirs)) + 1e-15
+        r_ours, r_theirs = s**ours / (s**ours).mean(), s**theirs / (s**theirs).mean()
+        assert (r_ours.max() / r_ours.mean()) == pytest.approx(ratio, rel=1e-12)
+        counts = [np.random.default_rng(k).poisson(100.0 * r) for k in range(3) for r in (r_ours, r_theirs)]
+        assert all(np.array_equal(counts[i], counts[i + 1]) for i in range(0, len(counts), 2))
+
+
+def test_a_default_run_imports_no_scipy(tmp_path: Path) -> None:
+    # The default experiment (shortened, figures off) from the command line, in a fresh
+    # interpreter: the scipy modules loaded by its end are listed at exit.
+    code = (
+        "import atexit, runpy, sys; "
+        "atexit.register(lambda: print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))); "
+        f"sys.argv = ['infaas-sim', 'run.duration_s=30', 'outputs.figures=false', 'run.progress=false', "
+        f"'hydra.run.dir={tmp_path}']; "
+        "runpy.run_module('experiments.run', run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "queries.parquet").exists()
