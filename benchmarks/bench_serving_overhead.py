@@ -85,6 +85,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="bare and served alternate this many times")
     a = ap.parse_args()
+    if not a.seconds > 1.0:
+        ap.error(f"--seconds must be > 1 (the first second of a served run is its warm-up), got {a.seconds:g}")
+    if a.rounds < 1 or a.batch < 1:
+        ap.error("--rounds and --batch must be >= 1")
     bare, served, busy = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         path, _ = build_catalog(
