@@ -841,7 +841,7 @@ class Cluster:
         if inst.state is InstanceState.LOADING:
             inst.state = InstanceState.READY
         inst.try_dispatch()
-        if inst.bix is not None:
+        if inst.bix is not None and not inst.busy:  # (busy: dispatched, and filed)
             inst.bix.refile(inst, now)
         if inst.state is InstanceState.DRAINING and not inst.queue and not inst.busy:
             self._finish_unload(inst)

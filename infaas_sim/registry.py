@@ -87,15 +87,11 @@ class Registry(Generic[T]):
         elif ep.name not in self._items:
             self.add(ep.name, obj)
 
-    def _load_named(self, name: str) -> None:
-        for ep in importlib.metadata.entry_points(group=self.group, name=name):
-            self._load(ep)
-            return
-
     def get(self, name: str) -> T:
         """The plug-in registered as ``name``; a one-line ConfigError naming the known ones."""
         if isinstance(name, str) and name not in self._items and not self._loaded:
-            self._load_named(name)  # only its own entry point: the others are not imported
+            for ep in importlib.metadata.entry_points(group=self.group, name=name):
+                self._load(ep)  # only its own entry point: the others are not imported
         if not isinstance(name, str) or name not in self._items:
             self.load_entry_points()
         if not isinstance(name, str) or name not in self._items:

@@ -185,7 +185,7 @@ class _Cands:
     """What route needs about one memoised candidate set (one requirement at one batch)."""
 
     __slots__ = ("by_floor", "cpu", "floor", "group", "lat", "loose", "obj", "order", "over", "req", "rows",
-                 "rows_gen", "running", "slo", "under", "use_key", "version")  # fmt: skip
+                 "rows_epoch", "running", "slo", "under", "use_key", "version")  # fmt: skip
 
     def __init__(self, obj: Candidates, req: Requirement, batch: int, catalog: Catalog, loose_ms: float) -> None:
         self.obj = obj
@@ -205,7 +205,7 @@ class _Cands:
         self.running: list[tuple[int, float, bool]] = []
         self.version = -1
         self.rows: list[tuple[int, int, float, int | None, float]] = []  # InfaasPolicy._placeable
-        self.rows_gen = -1
+        self.rows_epoch = -1  # the placement epoch ``rows`` was read at
         self.group: frozenset[int] = frozenset()  # the variants this requirement may use
         self.use_key: tuple[frozenset[int], float] = (frozenset(), _INF)  # (group, SLO) for _used_by
 
@@ -483,7 +483,6 @@ class InfaasPolicy(Policy):
         self._version = 0
         # _load_choice's reading of the workers, while the cluster's placement epoch holds
         self._room_epoch = -1
-        self._room_gen = 0  # bumped with the epoch read (and a new catalog): _Cands.rows' key
         self._kind_rooms: dict[HardwareKind, _KindRoom] = {}
         self._placed: dict[int, tuple[float, int | None] | None] = {}
         self._serve: dict[int, Serve] = {}
@@ -510,8 +509,7 @@ class InfaasPolicy(Policy):
         if cat is self._catalog:
             return cat
         self._catalog = cat
-        self._room_epoch = -1  # a new catalog: its variants' sizes are read afresh
-        self._room_gen += 1
+        self._room_epoch = -1  # a new catalog: its variants' sizes are read afresh (and _cands below)
         self._kinds = []
         for kind in HardwareKind:
             try:
@@ -621,7 +619,7 @@ class InfaasPolicy(Policy):
             lat = v.latency_by_batch[batch]
             load_ms = v.load_latency_ms
             if view is not None:
-                room = self._route_room(view, v, view.now)
+                room = self._route_room(view, vi, view.now)
                 if room is None:
                     continue
                 load_ms += room[0] * 1000.0
@@ -784,39 +782,45 @@ class InfaasPolicy(Policy):
             serve = self._serve[chosen.iid] = Serve(chosen)
         return serve
 
-    def _route_room(self, view: ClusterView, v: Variant, now: float) -> tuple[float, int | None] | None:
-        """(seconds before a load of ``v`` can start, worker) by the cluster's placement rule
-        (GPU: memory only), or None where the cluster could not place it."""
-        room = self._room_of(v, {}, view)
+    def _route_room(self, view: ClusterView, vi: int, now: float) -> tuple[float, int | None] | None:
+        """(seconds before a load of variant ``vi`` can start, worker) by the cluster's
+        placement rule (GPU: memory only), or None where the cluster could not place it."""
+        room = self._where(view, vi)
         if room is None:
             return None
         at, wid = room
         return (max(0.0, at - now), wid) if wid is not None else (at, None)
 
-    def _room_of(
-        self, v: Variant, cache: dict[HardwareKind, _KindRoom], view: ClusterView
-    ) -> tuple[float, int | None] | None:
-        """Where the cluster would place ``v``: (the worker's ready time, worker), or (start-up
-        seconds, None) on a new worker, or None where it could not. It reads no clock, so it
-        holds while the cluster's placement epoch does. ``cache``: the kinds' workers already
-        read (one read per kind, not per candidate: issue 16 measured 106 ms a query with
-        10,000 variants and 100 workers a kind)."""
+    def _where(self, view: ClusterView, vi: int) -> tuple[float, int | None] | None:
+        """Where the cluster would place variant ``vi``: (the worker's ready time, worker), or
+        (start-up seconds, None) on a new worker, or None where it could not. It reads no
+        clock, so it is kept while the cluster's placement epoch holds, and each kind's
+        workers are read once per epoch, not per candidate (issue 16 measured 106 ms a query
+        with 10,000 variants and 100 workers a kind; an overloaded burst asks this for every
+        query it rejects)."""
+        assert self._catalog is not None
+        if view.placement_epoch != self._room_epoch:
+            self._room_epoch = view.placement_epoch
+            self._kind_rooms = {}
+            self._placed = {}
+        placed = self._placed
+        if vi in placed:
+            return placed[vi]
+        v = self._catalog.variants[vi]
         kind = v.hardware
-        room = cache.get(kind)
+        room = self._kind_rooms.get(kind)
         if room is None:
-            room = cache[kind] = _KindRoom(view, kind)
+            room = self._kind_rooms[kind] = _KindRoom(view, kind)
         gpu = kind is HardwareKind.GPU
-        if room.max_memory + 1e-9 < v.memory_mb or (not gpu and room.max_units + 1e-9 < v.allocation):
-            return None if room.full else (room.startup_s, None)
-        for _key, mem, units, ready_at, wid in room.workers:
-            if mem + 1e-9 < v.memory_mb:
-                continue
-            if not gpu and units + 1e-9 < v.allocation:
-                continue
-            return ready_at, wid
-        if room.full:
-            return None
-        return room.startup_s, None
+        # no live worker fits: a new one, if the kind may still grow
+        where: tuple[float, int | None] | None = None if room.full else (room.startup_s, None)
+        if room.max_memory + 1e-9 >= v.memory_mb and (gpu or room.max_units + 1e-9 >= v.allocation):
+            for _key, mem, units, ready_at, wid in room.workers:
+                if mem + 1e-9 >= v.memory_mb and (gpu or units + 1e-9 >= v.allocation):
+                    where = (ready_at, wid)
+                    break
+        placed[vi] = where
+        return where
 
     def _placeable(self, info: _Cands, view: ClusterView) -> list[tuple[int, int, float, int | None, float]]:
         """The candidates a load could fit (``info.under``) that the cluster could place now,
@@ -824,17 +828,9 @@ class InfaasPolicy(Policy):
         worker or None, load ms). It holds while the placement epoch does."""
         assert self._catalog is not None
         variants = self._catalog.variants
-        kind_ok = self._kind_ok
-        placed = self._placed
         rows = []
         for k, vi in info.under:
-            if not kind_ok[vi]:
-                continue
-            if vi in placed:
-                room = placed[vi]
-            else:
-                room = placed[vi] = self._room_of(variants[vi], self._kind_rooms, view)
-            if room is not None:
+            if self._kind_ok[vi] and (room := self._where(view, vi)) is not None:
                 rows.append((k, vi, room[0], room[1], variants[vi].load_latency_ms))
         return rows
 
@@ -853,17 +849,10 @@ class InfaasPolicy(Policy):
         # the closest: the least estimate, the first in candidate order among equals, over the
         # candidates a load could fit (estimated with their wait) and those it cannot (floor)
         close: tuple[int, float, int] = (-1, _INF, -1)
-        # Where each candidate would go, kept while the placement epoch holds: an overloaded
-        # burst asks this for every query it rejects, and the workers rarely change between.
-        epoch = view.placement_epoch
-        if epoch != self._room_epoch:
-            self._room_epoch = epoch
-            self._room_gen += 1
-            self._kind_rooms = {}
-            self._placed = {}
-        if info.rows_gen != self._room_gen:
+        # the placeable candidates, kept while the placement epoch holds (see _where)
+        if info.rows_epoch != view.placement_epoch:
             info.rows = self._placeable(info, view)
-            info.rows_gen = self._room_gen
+            info.rows_epoch = view.placement_epoch
         for k, vi, at, wid, load_ms in info.rows:
             if loaded(vi, ()):
                 continue
