@@ -45,8 +45,8 @@ from infaas_sim.sizing import replica_cost_per_hour
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView
 from policies.infaas import InfaasPolicy
-from policies.infaas_common import replica_units, worker_memory_mb
 from policies.infaas_ilp import IlpApp, IlpKind, IlpProblem, IlpVariant, greedy_solution, solve_ilp
+from policies.placement import replica_units, worker_memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 TWITTER = ROOT.parent / "shared" / "traces" / "twitter_per_second.txt.bz2"

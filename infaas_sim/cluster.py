@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import simpy
@@ -36,6 +36,7 @@ from infaas_sim.dispatch import least_backlog
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.meter import RateMeter
+from infaas_sim.metrics import AccountingError
 from infaas_sim.policy import Action, AddWorker, Load, RemoveWorker, Resize, SetBatch, Unload
 from infaas_sim.variant import Variant
 from infaas_sim.view import InstanceState, WorkerState
@@ -453,7 +454,9 @@ class Instance:
         if ev.ok:
             self.batches_done += 1
             self.inputs_done += inputs
-            cluster.recorder.served_batch(batch, self, start, now, inputs, self.due_at)
+            more = cluster.recorder.served_batch(batch, self, start, now, inputs, self.due_at)
+            if more is not None:
+                cluster.stages_done(more, now)
             rp = cluster.reprofiler
             if rp is not None:
                 v = self.variant
@@ -490,6 +493,7 @@ class Cluster:
         max_queue_s: float = 30.0,
         resize_delay_s: float = 1.0,
         default_max_wait_s: float = 0.0,
+        reprofiler: Reprofiler | None = None,
     ) -> None:
         self.env = env
         self.catalog = catalog  # what policies read (re-profiling replaces it)
@@ -523,7 +527,10 @@ class Cluster:
         self.unplaced_loads = 0
         self.unplaced_by_kind: dict[HardwareKind, int] = {}
         self.action_log: list[tuple[float, str]] = []
-        self.reprofiler: Reprofiler | None = None  # online re-profiling (infaas_sim/reprofile.py)
+        # Called with (query, now) for each pipeline query whose non-final stage completed:
+        # the controller, which submits the next stage.
+        self.on_stage_done: Callable[[Query, float], None] | None = None
+        self.reprofiler = reprofiler  # online re-profiling (infaas_sim/reprofile.py)
         # drift faults: slow-down factors by hardware kind and by variant index
         self.drift_by_kind: dict[HardwareKind, float] = {}
         self.drift_by_variant: dict[int, float] = {}
@@ -702,6 +709,20 @@ class Cluster:
             self.placement_epoch += 1
             w.released_at = self.env.now
             self._live[w.kind] -= 1
+
+    def slow_worker(self, wid: int, factor: float) -> None:
+        """Worker ``wid`` runs ``factor`` times slower from now on (a straggler fault)."""
+        w = self.workers.get(wid)
+        if w is None:
+            return
+        w.slowdown *= factor
+        self.action_log.append((self.env.now, f"slow down worker {wid} x{factor:g}"))
+
+    def restore_worker(self, wid: int, factor: float) -> None:
+        """End a :meth:`slow_worker` of ``factor``."""
+        w = self.workers.get(wid)
+        if w is not None:
+            w.slowdown /= factor
 
     def crash_worker(self, wid: int, fault: str) -> None:
         """A worker dies: its queued and running queries fail with ``fault``."""
@@ -955,6 +976,25 @@ class Cluster:
         self.variant_input_meter.add(inst.vi, now, q.batch)
         self.instance_meter.add(inst.iid, now)
         inst.enqueue(q, now)
+
+    def stages_done(self, queries: Sequence[Query], now: float) -> None:
+        """Hand pipeline queries whose stage completed at ``now`` to the controller."""
+        if self.on_stage_done is None:
+            q = queries[0]
+            raise AccountingError(f"query {q.qid} finished stage {q.stage} but nothing submits the next stage")
+        for q in queries:
+            self.on_stage_done(q, now)
+
+    def new_tick(self) -> None:
+        """An autoscaling tick begins: the unplaced-load counts start again from zero, so that
+        the next tick's view counts this tick's failed placements and the route's since."""
+        self.unplaced_loads = 0
+        self.unplaced_by_kind.clear()
+
+    def routable_instances(self) -> Iterator[Instance]:
+        """Every loaded or loading instance, variant by variant."""
+        for lst in self.routable.values():
+            yield from lst
 
     def apply(self, actions: Iterable[Action], instant: bool = False) -> None:
         handlers: dict[type, Callable[..., object]] = {

@@ -8,7 +8,7 @@ the instance's state, its worker's start-up and loading included, and the pace i
 at), so that memory stays bounded under overload; the batcher drops a queued query that has
 waited past the bound all the same, so no query runs after waiting longer.
 
-Pipelines: when a non-final stage of a query completes, the recorder hands it back here and
+Pipelines: when a non-final stage of a query completes, the cluster hands it back here and
 the next stage is submitted at that same instant (from a zero-delay event, so that it is
 routed after the completing batch's bookkeeping). Each stage goes through the same path:
 candidates for the stage's requirement, the policy's ``route`` (which reads ``query.stage``,
@@ -35,7 +35,7 @@ class Controller:
         self.recorder = recorder
         self.view = ClusterView(cluster)
         self.catalog: Catalog = cluster.catalog
-        recorder.on_stage_done = self._stage_done
+        cluster.on_stage_done = self._stage_done
 
     def submit(self, q: Query) -> None:
         """A query arrives."""

@@ -10,6 +10,9 @@ upscale / downscale delays around a pure policy function).
 - :func:`stabilize`: a recommendation bounded by the recent ones (Kubernetes HPA's
   stabilisation windows): at least the lowest of the scale-up window, at most the highest of
   the scale-down window.
+- :class:`ScaleInWindow`: the same scale-down window for a vector of recommendations (one per
+  pipeline stage) kept across calls: scale in no further than the highest of the window's
+  (Themis's scale-in agreement).
 
 Each is keyed (per variant, per deployment, per hardware kind), so one object serves a
 policy's every key.
@@ -18,6 +21,7 @@ policy's every key.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Hashable, Sequence
 from typing import Generic, TypeVar
 
@@ -74,6 +78,28 @@ class Cooldown(Generic[K]):
 
     def acted(self, key: K, now: float) -> None:
         self._last[key] = now
+
+
+class ScaleInWindow:
+    """Recommendations of the last ``seconds`` (the current one included), per component."""
+
+    __slots__ = ("_items", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self._items: deque[tuple[float, Sequence[int]]] = deque()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def floor(self, now: float, recommendation: Sequence[int]) -> list[int]:
+        """Add ``recommendation`` at ``now``; return, per component, the highest of those made
+        at ``now - seconds`` or later (within 1e-9 s): how far a scale-in may go."""
+        items = self._items
+        items.append((now, recommendation))
+        while items and items[0][0] < now - self.seconds - 1e-9:
+            items.popleft()
+        return [max(r[k] for _, r in items) for k in range(len(recommendation))]
 
 
 def stabilize(history: Sequence[tuple[float, int]], now: float, current: int, recommendation: int,

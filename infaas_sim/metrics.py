@@ -36,7 +36,7 @@ integrate the allocated units over the samples, InfAdapter's cost measure beside
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,9 +113,6 @@ class Recorder:
         # Reasons format their numbers to a few digits (wait 2.31 s, 2014 ms), so the distinct
         # texts are bounded whatever the run's length, even under sustained overload.
         self._reasons: dict[str, str] = {}
-        # Called with (query, now) when a pipeline query's non-final stage completes: the
-        # controller submits the next stage.
-        self.on_stage_done: Callable[[Query, float], None] | None = None
 
     def arrival(self) -> None:
         self.arrived += 1
@@ -154,7 +151,10 @@ class Recorder:
 
     def served_batch(
         self, batch: Sequence[Query], inst: Instance, start: float, end: float, inputs: int, due_at: float
-    ) -> None:
+    ) -> list[Query] | None:
+        """Record a served batch. Returns the pipeline queries of it that have a stage left
+        (their stage is logged, their record is not written yet), or None: the recorder only
+        records, the controller submits the next stage."""
         # A query's wait splits at its instance's readiness and at its batch's close
         # (``due_at``: full, or its oldest query waited max_wait_s): loading until ready,
         # batching from then until the batch closed, queueing from the close to the start.
@@ -165,6 +165,7 @@ class Recorder:
         execution = end - start
         close = due_at if due_at < start else start
         append = self.rows.append
+        more: list[Query] | None = None
         for q in batch:
             enq = q.enqueued
             loading = ready - enq if ready > enq else 0.0
@@ -181,10 +182,11 @@ class Recorder:
             log.append((vi, wid, iid, inputs, queueing, loading, batching, execution, q.submitted, end))
             if q.last_stage:
                 append(self._pipeline_row(q, _SERVED, None, end))
-            elif self.on_stage_done is not None:
-                self.on_stage_done(q, end)
+            elif more is None:
+                more = [q]
             else:
-                raise AccountingError(f"query {q.qid} finished stage {q.stage} but nothing submits the next stage")
+                more.append(q)
+        return more
 
     def _pipeline_row(self, q: Query, status: int, reason: str | None, now: float) -> tuple[Any, ...]:
         """The one record of a pipeline query: sums over its completed stages."""

@@ -243,12 +243,11 @@ def run_simulation(
         cluster_spec.max_queue_s,
         cluster_spec.resize_delay_s,
         cluster_spec.max_wait_s,
+        Reprofiler(run.reprofile.margin, run.reprofile.batches) if run.reprofile.enabled else None,
     )
     for fault in run.faults:
         if fault.variant is not None and fault.variant not in catalog.index_of:
             raise ConfigError(f"fault drift: unknown variant {fault.variant!r} in catalog {catalog.name}")
-    if run.reprofile.enabled:
-        cluster.reprofiler = Reprofiler(run.reprofile.margin, run.reprofile.batches)
     controller = Controller(cluster, policy, recorder)
     view = ClusterView(cluster)
     cluster.apply(policy.setup(view, workload.apps, workload.hints(run.duration_s)), instant=True)
@@ -335,10 +334,7 @@ def _ticker(
     while True:
         yield env.timeout(tick_s)
         actions = policy.autoscale(view)
-        # Reset before applying: the next tick's view counts this tick's unplaced loads and
-        # the route's since, not only the route's.
-        cluster.unplaced_loads = 0
-        cluster.unplaced_by_kind.clear()
+        cluster.new_tick()  # before applying: the next tick's view counts this tick's unplaced loads
         cluster.apply(actions)
 
 
@@ -389,10 +385,9 @@ def _record_sample(cluster: Cluster, sampler: TimelineSampler, start: float, now
         allocated[k] = allocated.get(k, 0.0) + held
     inst: dict[str, int] = {}
     queued = 0
-    for lst in cluster.routable.values():
-        for i in lst:
-            inst[i.variant.variant_id] = inst.get(i.variant.variant_id, 0) + 1
-            queued += i.queued_inputs
+    for i in cluster.routable_instances():
+        inst[i.variant.variant_id] = inst.get(i.variant.variant_id, 0) + 1
+        queued += i.queued_inputs
     sampler.times.append(start)
     sampler.spans.append(now - start)
     sampler.workers.append(workers)
@@ -437,10 +432,6 @@ def _inject(
     if fault.kind == "crash":
         cluster.crash_worker(wid, f"injected crash at t={fault.at_s:g}s")
         return
-    w = cluster.workers.get(wid)
-    if w is None:
-        return
-    w.slowdown *= fault.factor
-    cluster.action_log.append((env.now, f"slow down worker {wid} x{fault.factor:g}"))
+    cluster.slow_worker(wid, fault.factor)
     yield env.timeout(fault.length_s)
-    w.slowdown /= fault.factor
+    cluster.restore_worker(wid, fault.factor)

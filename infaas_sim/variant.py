@@ -81,6 +81,12 @@ def cpu_latency_factor(profiled_cores: float, cores: float, p: float = CPU_PARAL
     return ((1 - p) + p / cores) / ((1 - p) + p / profiled_cores)
 
 
+def amdahl_latency_ms(variant: Variant, cores: float, batch: int) -> float:
+    """Latency of ``variant`` on ``cores`` at ``batch`` by the Amdahl model from its own row
+    alone (its profiled allocation): what Themis's and InfAdapter's profilers are given."""
+    return variant.latency_ms(batch) * cpu_latency_factor(variant.allocation, cores)
+
+
 @dataclass(frozen=True, slots=True)
 class CoreProfile:
     """Latency of one CPU model at any core count, from its profiled core counts.

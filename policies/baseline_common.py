@@ -17,7 +17,7 @@ it; they differ only in how they scale it. Shared here:
   (:mod:`infaas_sim.dispatch`; ``least_backlog``, the default, on
   :meth:`InstanceView.backlog_s`, which also orders replicas of different sizes (VPA) and
   ones still loading);
-- :class:`Room` and :func:`reconcile`: bring a deployment to a replica count the way a
+- :func:`reconcile` (on :class:`policies.placement.Room`): bring a deployment to a replica count the way a
   replica controller does, placing each new replica (in the deployment's pool) where it adds
   capacity and starting a worker (VM) when none has room; scale-in removes replicas that are
   still loading first, then those on the emptiest workers;
@@ -69,7 +69,8 @@ from infaas_sim.policy import (
 from infaas_sim.query import Application, Query
 from infaas_sim.sizing import cheapest_variant, replicas_needed, serving_batch
 from infaas_sim.variant import Variant
-from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState, WorkerView
+from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState
+from policies.placement import Room
 
 SIZINGS = ("mean", "peak")
 DEDICATED, SHARED = "dedicated", "shared"
@@ -287,53 +288,6 @@ def dispatch_to(rule: str, dep: Deployment, view: ClusterView) -> InstanceView |
 
 
 # --- placement and replica counts ---------------------------------------------------------
-class Room:
-    """One tick's placement bookkeeping: GPU devices and memory that this tick's loads take,
-    workers asked for, and the hardware kinds this tick adds to (whose idle workers stay)."""
-
-    def __init__(self, view: ClusterView) -> None:
-        self.view = view
-        self.taken: dict[int, list[float]] = {}  # wid -> [devices, memory MB] taken this tick
-        self.units: dict[int, float] = {}  # wid -> cores taken (+) or freed (-) this tick
-        # devices on workers asked for this tick, per (kind, worker pool)
-        self.coming: dict[tuple[HardwareKind, str | None], int] = {}
-        self.growing: set[tuple[HardwareKind, str | None]] = set()  # (kind, worker pool) added to
-
-    def grow(self, kind: HardwareKind, pool: str | None = None) -> None:
-        """Note that this tick adds replicas of ``kind`` in ``pool`` (its idle workers stay)."""
-        self.growing.add((kind, pool))
-
-    def grows(self, w: WorkerView) -> bool:
-        """This tick adds replicas that may go to worker ``w``."""
-        return (w.kind, w.pool) in self.growing
-
-    def gpu_worker(self, v: Variant, pool: str | None = None) -> int | None:
-        """A ready (else starting) GPU worker of ``pool`` with a device and memory free for ``v``."""
-        best: tuple[int, int, int] | None = None
-        for w in self.view.pool_workers(pool, HardwareKind.GPU):
-            if w.state not in (WorkerState.READY, WorkerState.STARTING):
-                continue
-            t = self.taken.get(w.wid, [0.0, 0.0])
-            devices = w.itype.accelerators - len(w.instance_views()) - int(t[0])
-            if devices <= 0 or w.free_memory_mb() - t[1] + 1e-9 < v.memory_mb:
-                continue
-            key = (0 if w.state is WorkerState.READY else 1, -devices, w.wid)
-            if best is None or key < best:
-                best = key
-        if best is None:
-            return None
-        t = self.taken.setdefault(best[2], [0.0, 0.0])
-        t[0] += 1
-        t[1] += v.memory_mb
-        return best[2]
-
-    def free_cores(self, wid: int) -> float:
-        return self.view.worker(wid).free_units() - self.units.get(wid, 0.0)
-
-    def take_cores(self, wid: int, cores: float) -> None:
-        self.units[wid] = self.units.get(wid, 0.0) + cores
-
-
 def add_replicas(view: ClusterView, room: Room, dep: Deployment, k: int, cores: float | None = None,
                  max_batch: int | None = None) -> list[Action]:  # fmt: skip
     """Actions adding ``k`` replicas of ``dep``. CPU and Inferentia replicas hold cores /

@@ -52,7 +52,8 @@ from infaas_sim.hysteresis import stabilize
 from infaas_sim.policy import Action, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState
-from policies.baseline_common import BaselinePolicy, Counters, Room, reconcile, release_idle_workers
+from policies.baseline_common import BaselinePolicy, Counters, reconcile, release_idle_workers
+from policies.placement import Room
 
 
 def hpa_recommendation(current: int, utilisations: Sequence[float], unready: int, target: float,

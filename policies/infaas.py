@@ -170,11 +170,10 @@ from policies.infaas_common import (
     downgrade_due,
     plan_scale_up,
     price_key,
-    replica_units,
     replicas_for,
     saturation_throughput,
-    worker_memory_mb,
 )
+from policies.placement import KindRoom, TickRoom, replica_units
 
 _READY = InstanceState.READY
 _LOADING = InstanceState.LOADING
@@ -220,133 +219,6 @@ class _Transition:
     replicas: int  # the target's replicas the move waits for (its own load's and the source's)
     started: float
     for_src: int = 0  # of ``replicas``: those for the source's load
-
-
-class _KindRoom:
-    """One hardware kind's workers that can take a load, as the cluster's placement rule
-    orders them (ready before starting, then the most free units, then the most free memory,
-    then the lowest id): the first that fits a variant is where the cluster would put it."""
-
-    __slots__ = ("full", "live", "max_memory", "max_units", "startup_s", "workers")
-
-    def __init__(self, view: ClusterView, kind: HardwareKind) -> None:
-        ws = view.workers(kind)
-        self.live = len(ws)
-        self.full = self.live >= view.max_workers(kind)  # no worker of the kind may be added
-        self.startup_s = view.instance_type_for(kind).startup_s
-        rows = []
-        for w in ws:
-            if w.state not in (WorkerState.READY, WorkerState.STARTING):
-                continue
-            mem, units = w.free_memory_mb(), w.free_units()
-            rows.append(((0 if w.state is WorkerState.READY else 1, -units, -mem), mem, units, w.ready_at, w.wid))
-        rows.sort(key=lambda r: (r[0], r[4]))
-        self.workers = rows
-        # a worker fits a variant only if its memory and its units do: none fits beyond these
-        self.max_memory = max((r[1] for r in rows), default=-_INF)
-        self.max_units = max((r[2] for r in rows), default=-_INF)
-
-
-class _Room:
-    """Tentative placement within one tick: what the tick's own loads and unloads change.
-
-    Strict rule: memory, plus cores (CPU) / NeuronCores (Inferentia) / one device per replica
-    (GPU), and at most ``caps[kind]`` replicas of one variant per worker. Workers that are
-    starting count: a load placed there starts when they are up."""
-
-    def __init__(self, view: ClusterView, caps: Mapping[HardwareKind, int] | None = None) -> None:
-        self.view = view
-        self.caps = dict(caps or {})
-        self.delta: dict[int, list[float]] = {}  # wid -> [memory, units] taken this tick
-        self.added: dict[tuple[int, int], int] = {}  # (wid, variant) -> replicas placed this tick
-        self._workers: dict[HardwareKind, list[WorkerView]] = {}
-
-    def workers(self, kind: HardwareKind) -> list[WorkerView]:
-        ws = self._workers.get(kind)
-        if ws is None:
-            ws = [w for w in self.view.workers(kind) if w.state in (WorkerState.READY, WorkerState.STARTING)]
-            self._workers[kind] = ws
-        return ws
-
-    def free(self, w: WorkerView) -> tuple[float, float]:
-        d = self.delta.get(w.wid, (0.0, 0.0))
-        gpu = w.kind is HardwareKind.GPU
-        units = float(w.itype.accelerators - len(w.instance_views())) if gpu else w.free_units()
-        return w.free_memory_mb() - d[0], units - d[1]
-
-    def copies(self, w: WorkerView, vi: int) -> int:
-        here = sum(1 for i in w.instance_views() if i.vi == vi and i.state in (_READY, InstanceState.LOADING))
-        return here + self.added.get((w.wid, vi), 0)
-
-    def take(self, wid: int, memory: float, units: float) -> None:
-        d = self.delta.setdefault(wid, [0.0, 0.0])
-        d[0] += memory
-        d[1] += units
-
-    def fits(self, w: WorkerView, v: Variant, vi: int) -> int:
-        """How many more replicas of ``v`` fit on ``w``."""
-        mem, units = self.free(w)
-        if mem < 0 or units < 0:
-            return 0
-        n = int(min(mem / v.memory_mb, units / replica_units(v)) + 1e-9)
-        return max(0, min(n, self.caps.get(v.hardware, n) - self.copies(w, vi)))
-
-    def place(self, v: Variant, vi: int) -> int | None:
-        """Reserve room for one replica of ``v``: the worker with the most headroom (ready
-        before starting), or None."""
-        best: WorkerView | None = None
-        best_key: tuple[int, float, float] = (2, 0.0, 0.0)
-        for w in self.workers(v.hardware):
-            if self.fits(w, v, vi) >= 1:
-                mem, units = self.free(w)
-                key = (0 if w.state is WorkerState.READY else 1, -units, -mem)
-                if best is None or key < best_key:
-                    best, best_key = w, key
-        if best is None:
-            return None
-        self.take(best.wid, v.memory_mb, replica_units(v))
-        self.added[(best.wid, vi)] = self.added.get((best.wid, vi), 0) + 1
-        return best.wid
-
-    def wait_s(self, v: Variant, vi: int, n: int, new_s: float, step_s: float) -> float:
-        """Seconds before ``n`` more replicas of ``v`` can start loading: 0 where ready workers
-        take them, the start-up left of the starting workers that do; else new workers, the
-        first after ``new_s``, each further one ``step_s`` later (the VM autoscaler starts one
-        at a time); inf where the kind may not add enough."""
-        if n <= 0:
-            return 0.0
-        now = self.view.now
-        got = 0
-        for left, w in sorted(((max(0.0, w.ready_at - now), w) for w in self.workers(v.hardware)),
-                              key=lambda x: (x[0], x[1].wid)):  # fmt: skip
-            got += self.fits(w, v, vi)
-            if got >= n:
-                return left
-        per = self.per_worker(v, vi)
-        k = math.ceil((n - got) / per) if per > 0 else _INF
-        if k > self.view.max_workers(v.hardware) - len(self.view.workers(v.hardware)):
-            return _INF
-        return new_s + (k - 1) * step_s
-
-    def per_worker(self, v: Variant, vi: int) -> int:
-        """Replicas of ``v`` one new worker of its kind takes."""
-        itype = self.view.instance_type_for(v.hardware)
-        per = int(min(worker_memory_mb(itype) / v.memory_mb, itype.capacity_units / replica_units(v)) + 1e-9)
-        return min(per, self.caps.get(v.hardware, per))
-
-    def count(self, v: Variant, vi: int, limit: int, new_workers: bool = False) -> int:
-        """How many more replicas of ``v`` the live workers can take (up to ``limit``): what
-        INFaaS's worker-local autoscaler checks before it replicates; with ``new_workers``,
-        also on the workers the kind may still add."""
-        n = 0
-        for w in self.workers(v.hardware):
-            n += self.fits(w, v, vi)
-            if n >= limit:
-                return limit
-        if new_workers:
-            per = self.per_worker(v, vi)
-            n += per * max(0, self.view.max_workers(v.hardware) - len(self.view.workers(v.hardware)))
-        return min(n, limit)
 
 
 @register_policy("infaas")
@@ -483,7 +355,7 @@ class InfaasPolicy(Policy):
         self._version = 0
         # _load_choice's reading of the workers, while the cluster's placement epoch holds
         self._room_epoch = -1
-        self._kind_rooms: dict[HardwareKind, _KindRoom] = {}
+        self._kind_rooms: dict[HardwareKind, KindRoom] = {}
         self._placed: dict[int, tuple[float, int | None] | None] = {}
         self._serve: dict[int, Serve] = {}
         self._missed: dict[int, float] = {}  # inputs turned away per variant since the tick
@@ -810,7 +682,7 @@ class InfaasPolicy(Policy):
         kind = v.hardware
         room = self._kind_rooms.get(kind)
         if room is None:
-            room = self._kind_rooms[kind] = _KindRoom(view, kind)
+            room = self._kind_rooms[kind] = KindRoom(view, kind)
         gpu = kind is HardwareKind.GPU
         # no live worker fits: a new one, if the kind may still grow
         where: tuple[float, int | None] | None = None if room.full else (room.startup_s, None)
@@ -921,7 +793,7 @@ class InfaasPolicy(Policy):
         self._last_tick = now
         self._sync_running(view)
         actions: list[Action] = []
-        room = _Room(view, None if self.price_aware else self.replicas_per_worker)
+        room = TickRoom(view, None if self.price_aware else self.replicas_per_worker)
         if view.unplaced():
             for kind in self._route_kinds:
                 self._want_room[kind] = self._want_room.get(kind, 0) + 1
@@ -948,7 +820,7 @@ class InfaasPolicy(Policy):
     def _demand(self, view: ClusterView, vi: int, dt: float) -> float:
         return view.variant_input_rate(vi, self.rate_window_s) + self._missed.get(vi, 0.0) / dt
 
-    def _room_wait(self, view: ClusterView, room: _Room, vi: int, n: int) -> float:
+    def _room_wait(self, view: ClusterView, room: TickRoom, vi: int, n: int) -> float:
         """Seconds before ``n`` more replicas of ``vi`` can start loading, new workers as the VM
         autoscaler would add them: the first after the kind's back-off and a start-up, then
         one per back-off (``vm_scale_out="demand"``: all at once)."""
@@ -960,7 +832,7 @@ class InfaasPolicy(Policy):
         step = 0.0 if self.vm_scale_out == "demand" else self.vm_backoff_s
         return room.wait_s(v, vi, n, first, step)
 
-    def _stopgap(self, view: ClusterView, room: _Room, actions: list[Action], vi: int, n: int, dst: int) -> None:
+    def _stopgap(self, view: ClusterView, room: TickRoom, actions: list[Action], vi: int, n: int, dst: int) -> None:
         """While an upgrade to ``dst`` is pending, replicate the source by ``n``: into existing
         room, and asking for a worker where its replicas would serve before the target's."""
         if n <= 0:
@@ -989,7 +861,13 @@ class InfaasPolicy(Policy):
         return out
 
     def _place(
-        self, view: ClusterView, room: _Room, actions: list[Action], vi: int, protect: set[int], request: bool = True,
+        self,
+        view: ClusterView,
+        room: TickRoom,
+        actions: list[Action],
+        vi: int,
+        protect: set[int],
+        request: bool = True,
         rest: int = 1,
     ) -> bool:
         """Load one replica of ``vi`` where the strict rule finds room; else evict the least
@@ -1012,7 +890,13 @@ class InfaasPolicy(Policy):
         return True
 
     def _place_n(
-        self, view: ClusterView, room: _Room, actions: list[Action], vi: int, n: int, protect: set[int],
+        self,
+        view: ClusterView,
+        room: TickRoom,
+        actions: list[Action],
+        vi: int,
+        n: int,
+        protect: set[int],
         request: bool = True,
     ) -> int:
         """``_place`` up to ``n`` replicas; the first that finds no room asks (``request``) for
@@ -1023,7 +907,7 @@ class InfaasPolicy(Policy):
         return n
 
     def _evict_for(
-        self, view: ClusterView, room: _Room, actions: list[Action], v: Variant, protect: set[int]
+        self, view: ClusterView, room: TickRoom, actions: list[Action], v: Variant, protect: set[int]
     ) -> int | None:
         now = view.now
         need_u = replica_units(v)
@@ -1052,7 +936,7 @@ class InfaasPolicy(Policy):
         room.take(wid, v.memory_mb - mem_freed, need_u - units_freed)
         return wid
 
-    def _model_autoscale(self, view: ClusterView, room: _Room, actions: list[Action], dt: float) -> None:
+    def _model_autoscale(self, view: ClusterView, room: TickRoom, actions: list[Action], dt: float) -> None:
         assert self._catalog is not None
         variants = self._catalog.variants
         in_transition = {t.dst for t in self._trans.values()} | set(self._trans)
@@ -1169,7 +1053,9 @@ class InfaasPolicy(Policy):
             return None
         return opt.index, n
 
-    def _rightsize_target(self, room: _Room, vi: int, demand: float, need: int, now: float) -> tuple[int, int] | None:
+    def _rightsize_target(
+        self, room: TickRoom, vi: int, demand: float, need: int, now: float
+    ) -> tuple[int, int] | None:
         """``price_aware``: the cheapest variant (and replicas) for ``vi``'s recent load among
         those its recent users accept within their tightest SLO and the cluster has room for
         (live workers plus those its kind may add), if it saves at least ``rightsize_margin``
@@ -1200,7 +1086,7 @@ class InfaasPolicy(Policy):
         return opt.index, n
 
     def _start_transition(
-        self, view: ClusterView, room: _Room, actions: list[Action], src: int, dst: int, replicas: int, kind: str
+        self, view: ClusterView, room: TickRoom, actions: list[Action], src: int, dst: int, replicas: int, kind: str
     ) -> None:
         have = len(view.instances_of(dst))
         # the target takes over the source's load: size it for the source's SLO (and for its
@@ -1228,7 +1114,13 @@ class InfaasPolicy(Policy):
         return min(max(need, replicas), self.max_replicas)
 
     def _grow_transition(
-        self, view: ClusterView, room: _Room, actions: list[Action], tr: _Transition, demand: float, slo: float | None
+        self,
+        view: ClusterView,
+        room: TickRoom,
+        actions: list[Action],
+        tr: _Transition,
+        demand: float,
+        slo: float | None,
     ) -> None:
         """An upgrade in flight follows its source's demand, as the released autoscaler
         re-decides every tick: sized once at its start, an upgrade begun early in a burst
@@ -1242,7 +1134,7 @@ class InfaasPolicy(Policy):
         tr.replicas, tr.for_src = min(want, self.max_replicas), need
         self._place_n(view, room, actions, tr.dst, tr.replicas - have, {tr.src, tr.dst})
 
-    def _advance_transitions(self, view: ClusterView, room: _Room, actions: list[Action]) -> None:
+    def _advance_transitions(self, view: ClusterView, room: TickRoom, actions: list[Action]) -> None:
         now = view.now
         for src, tr in list(self._trans.items()):
             src_insts = list(view.instances_of(src))
@@ -1264,7 +1156,7 @@ class InfaasPolicy(Policy):
                 continue
             self._place_n(view, room, actions, tr.dst, tr.replicas - len(dst_insts), {src, tr.dst})
 
-    def _cold_starts(self, view: ClusterView, room: _Room, actions: list[Action]) -> None:
+    def _cold_starts(self, view: ClusterView, room: TickRoom, actions: list[Action]) -> None:
         """Load what queries that found nothing loaded wanted; keep asking (for a worker,
         if none has room) until it is placed, for up to ``idle_s``."""
         now = view.now
@@ -1279,7 +1171,7 @@ class InfaasPolicy(Policy):
                 self._cold_slo.pop(vi, None)
 
     # --- VM level --------------------------------------------------------------------------
-    def _vm_autoscale(self, view: ClusterView, room: _Room, actions: list[Action], allow_add: bool) -> None:
+    def _vm_autoscale(self, view: ClusterView, room: TickRoom, actions: list[Action], allow_add: bool) -> None:
         now = view.now
         live_ids: set[int] = set()
         for kind in self._kinds:

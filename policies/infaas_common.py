@@ -27,9 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infaas_sim.hardware import HardwareKind, InstanceType
+from infaas_sim.hardware import HardwareKind
 from infaas_sim.sizing import BATCH_SLO_SHARE
-from infaas_sim.variant import Variant
 
 #: INFaaS looks at CPU variants first for SLOs above this (ms).
 LOOSE_SLO_MS = 100.0
@@ -79,21 +78,6 @@ def replicas_for(demand: float, throughput: float, slack: float) -> int:
     if demand <= 0:
         return 1
     return max(1, math.ceil(slack * demand / throughput - 1e-9))
-
-
-def replica_units(variant: Variant) -> float:
-    """Capacity units one replica holds for placement and pricing: cores on CPU, NeuronCores
-    on Inferentia, one device on GPU (a replica that needs a GPU's throughput holds it)."""
-    return 1.0 if variant.hardware is HardwareKind.GPU else float(variant.allocation)
-
-
-def worker_memory_mb(itype: InstanceType) -> float:
-    """Memory a worker offers to instances, as the cluster counts it."""
-    if itype.kind is HardwareKind.CPU:
-        return float(itype.memory_mb)
-    if itype.kind is HardwareKind.GPU:
-        return float(itype.accelerator_memory_mb * itype.accelerators)
-    return float(itype.accelerator_memory_mb)
 
 
 def route_key(latency_ms: float, slo_ms: float, is_cpu: bool, loose_slo_ms: float = LOOSE_SLO_MS) -> tuple[int, float]:

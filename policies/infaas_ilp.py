@@ -72,7 +72,7 @@ from infaas_sim.hardware import HardwareKind
 from infaas_sim.policy import Action, AddWorker, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState, WorkerState
-from policies.infaas import InfaasPolicy, _Room
+from policies.infaas import InfaasPolicy
 from policies.infaas_common import (
     LOOSE_SLO_MS,
     Option,
@@ -82,11 +82,10 @@ from policies.infaas_common import (
     downgrade_due,
     plan_scale_up,
     price_key,
-    replica_units,
     replicas_for,
     route_key,
-    worker_memory_mb,
 )
+from policies.placement import TickRoom, replica_units, worker_memory_mb
 
 
 # --- the offline problem ---------------------------------------------------------------------
@@ -513,7 +512,7 @@ class InfaasIlpPolicy(InfaasPolicy):
         self._sync_running(view)
         self._update_slos(view)
         actions: list[Action] = []
-        room = _Room(view)
+        room = TickRoom(view)
         if now - self._solved_at >= self.solve_every_s - 1e-9 and self._apps:
             self._solved_at = now
             prob, idx = self.problem(view)
@@ -545,7 +544,7 @@ class InfaasIlpPolicy(InfaasPolicy):
         self._prune(view)
         return actions
 
-    def _reconcile(self, view: ClusterView, room: _Room, actions: list[Action]) -> None:
+    def _reconcile(self, view: ClusterView, room: TickRoom, actions: list[Action]) -> None:
         """Load what the solution adds (adding workers where none has room); unload what it
         drops once every addition is ready (make-before-break)."""
         assert self._catalog is not None

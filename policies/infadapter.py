@@ -36,7 +36,7 @@ Deviations, each with its reason
     catalog has InfAdapter's ResNet-18/34/50/101/152 among them.
   - Profiled capacity: a replica of c cores serves 1000 b / l(c, b) per second at the largest
     batch b whose latency fits half the SLO (the rest is queueing headroom), with l(c, b) the
-    catalog's latency scaled to c cores (:func:`policies.themis.profiled_cpu_latency_ms`);
+    catalog's latency scaled to c cores (:func:`infaas_sim.variant.amdahl_latency_ms`);
     InfAdapter measured it by load tests
     at the 750 ms p99 SLO.
   - A worker (VM) has ``max_replica_cores`` vCPUs, so an allocation of n_m cores runs as
@@ -65,11 +65,11 @@ from infaas_sim.hardware import HardwareKind
 from infaas_sim.hysteresis import HoldDown
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query
-from infaas_sim.variant import Variant
+from infaas_sim.variant import Variant, amdahl_latency_ms
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
-from policies.baseline_common import Room, release_idle_workers
+from policies.baseline_common import release_idle_workers
 from policies.forecast.base import Forecaster, make_forecaster
-from policies.themis import profiled_cpu_latency_ms
+from policies.placement import Room
 
 #: Share of the SLO a batch may take; the rest is left for queueing.
 BATCH_SLO_SHARE = 0.5
@@ -97,11 +97,11 @@ class VariantModel:
 def serving_batch_at(v: Variant, cores: float, slo_ms: float) -> int | None:
     """The largest batch whose latency on ``cores`` fits the batch's share of the SLO (1 if
     only batch 1 fits the whole SLO); None if not even batch 1 does."""
-    if profiled_cpu_latency_ms(v, cores, 1) > slo_ms:
+    if amdahl_latency_ms(v, cores, 1) > slo_ms:
         return None
     best = 1
     for b in range(1, v.max_batch + 1):
-        if profiled_cpu_latency_ms(v, cores, b) <= BATCH_SLO_SHARE * slo_ms:
+        if amdahl_latency_ms(v, cores, b) <= BATCH_SLO_SHARE * slo_ms:
             best = b
     return best
 
@@ -109,7 +109,7 @@ def serving_batch_at(v: Variant, cores: float, slo_ms: float) -> int | None:
 def profiled_capacity(v: Variant, cores: float, slo_ms: float) -> float:
     """Queries per second one replica of ``cores`` sustains within the SLO (0 if none)."""
     b = serving_batch_at(v, cores, slo_ms)
-    return 0.0 if b is None else 1000.0 * b / profiled_cpu_latency_ms(v, cores, b)
+    return 0.0 if b is None else 1000.0 * b / amdahl_latency_ms(v, cores, b)
 
 
 def fit_variant(vi: int, v: Variant, slo_ms: float, min_cores: int, max_replica_cores: int,
@@ -340,7 +340,7 @@ class InfAdapterPolicy(Policy):
             if v.hardware is not HardwareKind.CPU or not self.family.fullmatch(v.architecture):
                 continue
             old = best.get(v.architecture)
-            if old is None or profiled_cpu_latency_ms(v, 4, 1) < profiled_cpu_latency_ms(catalog.variants[old], 4, 1):
+            if old is None or amdahl_latency_ms(v, 4, 1) < amdahl_latency_ms(catalog.variants[old], 4, 1):
                 best[v.architecture] = i
         if not best:
             raise self.error(f"no CPU variant of family {self.family.pattern!r} meets {req.describe()}")

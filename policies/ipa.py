@@ -97,9 +97,10 @@ from infaas_sim.policy import (
 from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
-from policies.baseline_common import Deployment, Room, add_replicas, pick_victims, release_idle_workers
+from policies.baseline_common import Deployment, add_replicas, pick_victims, release_idle_workers
 from policies.forecast import Forecaster, make_forecaster
 from policies.ipa_model import VARIANT_POLICIES, PipelinePlan, Stage, StageOption, Weights, pin_variants, solve
+from policies.placement import Room
 
 UNBOUNDED_SLA_MS = 1e9  # the fallback solve's SLA: none that matters
 FORECASTER_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -59,7 +59,8 @@ from infaas_sim.policy import Action, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.sizing import replica_throughput
 from infaas_sim.view import ClusterView, InstanceState
-from policies.baseline_common import BaselinePolicy, Deployment, Room, reconcile, release_idle_workers
+from policies.baseline_common import BaselinePolicy, Deployment, reconcile, release_idle_workers
+from policies.placement import Room
 
 
 @register_policy("sagemaker+")

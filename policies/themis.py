@@ -61,8 +61,8 @@ Deviations, each with its reason
     second-to-second noise of the real trace alone flags about 80% of the loops on Themis's
     slice (0.2: about 25%).
   - Profiled points come from the catalog: the variant's latency at its profiled cores,
-    scaled to other core counts by the cluster's Amdahl model (``cpu_latency_factor``)
-    behind :func:`profiled_cpu_latency_ms`. The cluster runs resized replicas at the catalog's
+    scaled to other core counts by the cluster's Amdahl model
+    (:func:`~infaas_sim.variant.amdahl_latency_ms`). The cluster runs resized replicas at the catalog's
     per-core profile (``Catalog.cpu_latency_ms``: interpolated in 1/cores between the CPU rows
     of the same model); the default catalog's rows follow the same Amdahl law, so on it the
     two agree exactly. A profiled catalog with measured rows would differ: then use
@@ -100,6 +100,7 @@ import numpy as np
 
 from infaas_sim.catalog import Candidates
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.hysteresis import ScaleInWindow
 from infaas_sim.policy import (
     Action,
     Decision,
@@ -114,10 +115,11 @@ from infaas_sim.policy import (
     register_policy,
 )
 from infaas_sim.query import Application, Query
-from infaas_sim.variant import Variant, cpu_latency_factor
+from infaas_sim.variant import Variant, amdahl_latency_ms
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
-from policies.baseline_common import Room, pick_victims, release_idle_workers
+from policies.baseline_common import pick_victims, release_idle_workers
 from policies.forecast.learned import LearnedForecaster
+from policies.placement import Room
 
 #: Profiling grid of Themis's latency model (cores x batch).
 PROFILE_CORES = (1, 2, 4, 6)
@@ -127,13 +129,6 @@ CORE_COST = 18.0
 WAIT_MODELS = ("gamma", "exponential")
 MODES = ("two_stage", "horizontal", "vertical")
 WAIT_QUANTILE = 0.99
-
-
-def profiled_cpu_latency_ms(variant: Variant, cores: float, batch: int) -> float:
-    """Latency of ``variant`` on ``cores`` at ``batch`` as a profiler would measure it. Until the
-    core exposes per-core profiles, the catalog's Amdahl scaling of its profiled allocation
-    (the same scaling the cluster applies, so the model and the simulation agree)."""
-    return variant.latency_ms(batch) * cpu_latency_factor(variant.allocation, cores)
 
 
 @dataclass(frozen=True)
@@ -166,7 +161,7 @@ class LatencyModel:
     @classmethod
     def profile(cls, variant: Variant, pad_share: float = 0.1) -> LatencyModel:
         batches = sorted({min(b, variant.max_batch) for b in PROFILE_BATCHES})
-        pts = [(c, b, profiled_cpu_latency_ms(variant, c, b)) for c in PROFILE_CORES for b in batches]
+        pts = [(c, b, amdahl_latency_ms(variant, c, b)) for c in PROFILE_CORES for b in batches]
         return cls.fit(pts, pad_share)
 
 
@@ -411,13 +406,14 @@ class ThemisPolicy(Policy):
         self.stages: list[StageState] = []
         self.slo_ms = math.inf
         self.horizontal_since: float | None = None
-        self.recent_plans: list[tuple[float, list[int]]] = []  # (time, replicas per stage) of horizontal decisions
+        # replicas per stage of the horizontal decisions within the scale-in agreement window
+        self.recent_plans = ScaleInWindow(scale_in_agreement_s)
         self.empty_since: dict[int, float] = {}
         # Single-branch modes: per stage, the cores (horizontal) or replicas (vertical) fixed
         # at setup, and the vertical plans' cores of the scale-in window.
         self.fixed_cores: list[int] = []
         self.fixed_replicas: list[int] = []
-        self.recent_cores: list[tuple[float, list[int]]] = []
+        self.recent_cores = ScaleInWindow(scale_in_agreement_s)
         #: (time, branch, lambda, surge) of every loop, for tests and figures
         self.log: list[tuple[float, str, float, bool]] = []
 
@@ -582,13 +578,11 @@ class ThemisPolicy(Policy):
             self.horizontal_since = now
             self.recent_plans.clear()
         # Scale in no further than every horizontal decision of the agreement window allows.
-        self.recent_plans.append((now, [cfg.replicas for cfg in plan]))
-        while self.recent_plans and self.recent_plans[0][0] < now - self.scale_in_agreement_s - 1e-9:
-            self.recent_plans.pop(0)
+        keeps = self.recent_plans.floor(now, [cfg.replicas for cfg in plan])
         agreed = now - self.horizontal_since >= self.scale_in_agreement_s - 1e-9
         actions: list[Action] = []
         for k, (st, lst, cfg) in enumerate(zip(self.stages, insts, plan, strict=True)):
-            keep = max(n[k] for _, n in self.recent_plans)
+            keep = keeps[k]
             actions += self._load(room, st, cfg.replicas - len(lst), cfg.cores, cfg.batch)
             settled = all(i.state is InstanceState.READY for i in lst) and len(lst) >= cfg.replicas
             if agreed and settled:
@@ -667,10 +661,7 @@ class ThemisPolicy(Policy):
             plan, _ = vertical_plan(stages, n, lam, self.slo_ms, self.max_cores, top, self.wait_model)
         cores = [cfg.cores for cfg in plan] if plan is not None else top
         # Shrink no further than every plan of the agreement window allows.
-        self.recent_cores.append((now, cores))
-        while self.recent_cores and self.recent_cores[0][0] < now - self.scale_in_agreement_s - 1e-9:
-            self.recent_cores.pop(0)
-        floor = [max(c[k] for _, c in self.recent_cores) for k in range(len(stages))]
+        floor = self.recent_cores.floor(now, cores)
         if floor != cores:  # the batches that go with the held cores
             plan, _ = vertical_plan(stages, n, lam, self.slo_ms, self.max_cores, floor, self.wait_model)
         actions: list[Action] = []

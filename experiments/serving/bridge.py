@@ -84,11 +84,12 @@ class ServingRecorder(Recorder):
 
     def served_batch(
         self, batch: Sequence[Query], inst: Instance, start: float, end: float, inputs: int, due_at: float
-    ) -> None:
+    ) -> list[Query] | None:
         n0 = len(self.rows)
-        super().served_batch(batch, inst, start, end, inputs, due_at)
+        more = super().served_batch(batch, inst, start, end, inputs, due_at)
         for q, row in zip(batch, self.rows[n0:], strict=True):
             self._report(q, row, False)
+        return more
 
     def failed_batch(self, batch: Sequence[Query], fault: str, now: float) -> None:
         n0 = len(self.rows)
@@ -126,9 +127,8 @@ class ClusterBridge:
         self.cluster = Cluster(
             self.env, catalog, executor, self.recorder, spec.instance_types, spec.type_by_kind,
             spec.min_workers, spec.max_workers, spec.max_queue_s, spec.resize_delay_s, spec.max_wait_s,
+            reprofiler,  # online re-profiling (infaas_sim/reprofile.py): the cluster reports each served batch
         )  # fmt: skip
-        # Online re-profiling (infaas_sim/reprofile.py): the cluster reports each served batch.
-        self.cluster.reprofiler = reprofiler
         self.controller = Controller(self.cluster, policy, self.recorder)
         self.view = ClusterView(self.cluster)
         self.apps: list[Application] = self.recorder.apps  # grows as clients name new requirements
@@ -164,9 +164,7 @@ class ClusterBridge:
         while True:
             yield self.env.timeout(tick_s)
             actions = self.policy.autoscale(self.view)
-            # As the run loop does: the next tick counts this tick's unplaced loads.
-            self.cluster.unplaced_loads = 0
-            self.cluster.unplaced_by_kind.clear()
+            self.cluster.new_tick()  # as the run loop does: the next tick counts this tick's unplaced loads
             self.cluster.apply(actions)
 
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
@@ -308,10 +306,9 @@ class ClusterBridge:
 
         def read() -> None:
             instances: dict[str, int] = {}
-            for lst in self.cluster.routable.values():
-                for inst in lst:
-                    vid = inst.variant.variant_id
-                    instances[vid] = instances.get(vid, 0) + 1
+            for inst in self.cluster.routable_instances():
+                vid = inst.variant.variant_id
+                instances[vid] = instances.get(vid, 0) + 1
             workers: dict[str, int] = {}
             rate = 0.0
             for w in self.cluster.live_workers():

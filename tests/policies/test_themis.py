@@ -26,7 +26,7 @@ from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.policy import Action, Load, Resize, Unload, make_policy
 from infaas_sim.query import Application, Level, Pipeline, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
-from infaas_sim.variant import Variant, cpu_latency_factor
+from infaas_sim.variant import Variant, amdahl_latency_ms, cpu_latency_factor
 from infaas_sim.view import ClusterView
 from policies.themis import (
     CORE_COST,
@@ -35,7 +35,6 @@ from policies.themis import (
     ThemisPolicy,
     batch_wait_ms,
     horizontal_plan,
-    profiled_cpu_latency_ms,
     vertical_plan,
 )
 
@@ -77,7 +76,7 @@ def test_latency_model_recovers_the_amdahl_profile_and_pads_by_a_tenth_of_l11() 
         expected = (10.0 + 40.0 * b) * cpu_latency_factor(1, c)
         assert raw.ms(c, b) == pytest.approx(expected, rel=1e-9)
         assert model.ms(c, b) == pytest.approx(expected + model.pad)
-        assert profiled_cpu_latency_ms(MODEL_VARIANT, c, b) == pytest.approx(expected)
+        assert amdahl_latency_ms(MODEL_VARIANT, c, b) == pytest.approx(expected)
     assert model.throughput(2, 4) == pytest.approx(4000.0 / model.ms(2, 4))
 
 
@@ -341,7 +340,7 @@ def test_same_seed_gives_identical_results() -> None:
 def test_chooses_a_cpu_variant_that_meets_the_slo_within_max_cores() -> None:
     # 250 ms on its profiled 8 cores meets the 300 ms SLO; on 4 cores it takes 382 ms.
     slow = Variant("slow", "s", "cls", "ds", "fw", CPU, "fp32", 8, 1, 0.80, 1000, 1024, 0.0, 250.0)
-    assert profiled_cpu_latency_ms(slow, 4, 1) > 300
+    assert amdahl_latency_ms(slow, 4, 1) > 300
     wl = Workload([APP], np.array([0.5]), np.zeros(1, dtype=np.int64))
     policy = make_policy("themis", surge_detector="none")
     res = run_simulation(Catalog([slow, MODEL_VARIANT]), wl, policy, make_executor("sim"), SPEC, RunSpec(duration_s=5))
