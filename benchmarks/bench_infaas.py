@@ -33,11 +33,13 @@ import numpy as np
 import simpy
 
 from infaas_sim.catalog import Catalog
+from infaas_sim.clock import Clock
 from infaas_sim.cluster import Cluster
 from infaas_sim.errors import CatalogError
 from infaas_sim.executor import make_executor
 from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, DEFAULT_TYPE_BY_KIND, HardwareKind
 from infaas_sim.metrics import Recorder
+from infaas_sim.placement import replica_units, worker_memory_mb
 from infaas_sim.policy import make_policy
 from infaas_sim.query import Application, Level, Query, Requirement
 from infaas_sim.simulation import ClusterSpec, RunSpec, Workload, run_simulation
@@ -46,7 +48,6 @@ from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView
 from policies.infaas import InfaasPolicy
 from policies.infaas_ilp import IlpApp, IlpKind, IlpProblem, IlpVariant, greedy_solution, solve_ilp
-from policies.placement import replica_units, worker_memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 TWITTER = ROOT.parent / "shared" / "traces" / "twitter_per_second.txt.bz2"
@@ -109,7 +110,7 @@ def bench_route(catalog: Catalog, calls: int = 60_000, seed: int = 0) -> dict[st
     apps = mix3_apps(catalog)
     env = simpy.Environment()
     ex = make_executor("sim")
-    ex.bind(env, seed)
+    ex.bind(Clock(env), seed)
     cluster = Cluster(env, catalog, ex, Recorder(catalog, apps), DEFAULT_INSTANCE_TYPES, DEFAULT_TYPE_BY_KIND)
     view = ClusterView(cluster)
     policy = make_policy("infaas")

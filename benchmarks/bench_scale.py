@@ -42,6 +42,7 @@ def startup_cpu_s(n: int) -> float:
     import simpy
 
     from infaas_sim.catalog import Catalog
+    from infaas_sim.clock import Clock
     from infaas_sim.cluster import Cluster
     from infaas_sim.executor import make_executor
     from infaas_sim.hardware import DEFAULT_INSTANCE_TYPES, DEFAULT_TYPE_BY_KIND, HardwareKind
@@ -51,7 +52,7 @@ def startup_cpu_s(n: int) -> float:
     vid = next(v.variant_id for v in catalog.variants if v.hardware is HardwareKind.CPU and v.allocation == 8)
     env = simpy.Environment()
     ex = make_executor("sim")
-    ex.bind(env, 0)
+    ex.bind(Clock(env), 0)
     cluster = Cluster(env, catalog, ex, Recorder(catalog, []), DEFAULT_INSTANCE_TYPES, DEFAULT_TYPE_BY_KIND,
                       max_workers={HardwareKind.CPU: n})  # fmt: skip
     t0 = time.process_time()

@@ -130,8 +130,8 @@ def _instrument(marks: dict[str, float], on_enter: Callable[[], None], on_loop_e
 
 def child_run(args: argparse.Namespace) -> dict[str, Any]:
     """One timed simulator run; results written under ``args.out``."""
+    from experiments.outputs import write_run
     from infaas_sim.experiment import run_experiment
-    from infaas_sim.outputs import write_run
 
     cfg = _config(args)
     marks: dict[str, float] = {}

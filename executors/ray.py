@@ -34,9 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import simpy
-
 from executors.ray_actor import RUNNERS, LoadSpec, WorkerRuntime, make_session_factory
+from infaas_sim.clock import Clock, Completion
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import Executor, register_executor
 from infaas_sim.hardware import HardwareKind, InstanceType
@@ -260,10 +259,10 @@ class RayExecutor(Executor):
     def _actor_options(self, opts: Mapping[str, Any]) -> dict[str, Any]:
         return {"max_concurrency": self.max_concurrency, "max_restarts": 0, **opts}
 
-    def bind(self, env: simpy.Environment, seed: int) -> None:
-        if not getattr(env, "post", None):
+    def bind(self, clock: Clock, seed: int) -> None:
+        if not clock.realtime:
             raise ConfigError("executor ray runs on wall-clock time: use a WallClockEnvironment")
-        super().bind(env, seed)
+        super().bind(clock, seed)
         self._slots = {}
         self._cluster = None
         self.compute_s = []
@@ -288,7 +287,7 @@ class RayExecutor(Executor):
         self._slots[w.wid] = slot
         self.actors_started += 1
         self._watch(handle.ready.remote(), None, slot)
-        self.env.timeout(self.placement_timeout_s).callbacks.append(lambda _e: self._placement_check(slot))
+        self.clock.call_later(self.placement_timeout_s, lambda: self._placement_check(slot))
         self._sync_requests()
         return slot
 
@@ -316,7 +315,7 @@ class RayExecutor(Executor):
         if not slot.alive:
             return
         slot.alive = False
-        self.kills.append((self.env.now, slot.wid, why))
+        self.kills.append((self.clock.now, slot.wid, why))
         with contextlib.suppress(Exception):  # already dead: nothing to free
             self._ray.kill(slot.handle, no_restart=True)
         self._sync_requests()
@@ -340,12 +339,13 @@ class RayExecutor(Executor):
             self._cluster.crash_worker(slot.wid, fault)
 
     # --- completions --------------------------------------------------------------------
-    def _watch(self, ref: Any, event: simpy.Event | None, slot: _Slot) -> None:
-        post = self.env.post  # type: ignore[attr-defined]
-        ref.future().add_done_callback(lambda fut: post(self._settle, fut, event, slot))
+    def _watch(self, ref: Any, event: Completion | None, slot: _Slot, batch: bool = False) -> None:
+        post = self.clock.post
+        ref.future().add_done_callback(lambda fut: post(self._settle, fut, event, slot, batch))
 
-    def _settle(self, fut: Future[Any], event: simpy.Event | None, slot: _Slot) -> None:
-        """On the loop's thread: resolve ``event`` with the call's outcome."""
+    def _settle(self, fut: Future[Any], event: Completion | None, slot: _Slot, batch: bool = False) -> None:
+        """On the loop's thread: resolve ``event`` with the call's outcome (``batch``: a run,
+        whose compute seconds are kept)."""
         exc = fut.exception()
         if exc is None:
             value: Any = fut.result()
@@ -353,6 +353,8 @@ class RayExecutor(Executor):
                 slot.placed = True
                 slot.placement = dict(value)
             else:
+                if batch:
+                    self.compute_s.append(float(value or 0.0))
                 event.succeed(value)
             return
         if isinstance(exc, self._ray.exceptions.RayActorError):
@@ -367,9 +369,9 @@ class RayExecutor(Executor):
             event.fail(RuntimeError(_first_line(cause)))
 
     # --- the executor interface ---------------------------------------------------------
-    def load(self, instance: Instance) -> simpy.Event:
+    def load(self, instance: Instance) -> Completion:
         slot = self._slot_for(instance)
-        event = self.env.event()
+        event = self.clock.pending()
         spec = LoadSpec(instance.iid, instance.variant, instance.cores)
         self._watch(slot.handle.load.remote(spec), event, slot)
         return event
@@ -382,21 +384,17 @@ class RayExecutor(Executor):
             self._ray.get(slot.handle.load.remote(spec), timeout=self.placement_timeout_s)
         except Exception as exc:  # unplaceable or failed: the worker crashes once the run starts
             fault = f"set-up load of {instance.variant.variant_id} on worker {slot.wid} failed: {_first_line(exc)}"
-            self.env.timeout(0).callbacks.append(lambda _e: self._lose(slot, fault))
+            self.clock.call_later(0, lambda: self._lose(slot, fault))
             return
         slot.placed = True
 
-    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> Completion:
         slot = self._slot_for(instance)
-        event = self.env.event()
+        event = self.clock.pending()
         spec = LoadSpec(instance.iid, instance.variant, instance.cores)
-        self._watch(slot.handle.run.remote(spec, inputs, instance.worker.slowdown * instance.drift), event, slot)
-        event.callbacks.append(self._note_compute)
+        self._watch(slot.handle.run.remote(spec, inputs, instance.worker.slowdown * instance.drift), event, slot,
+                    batch=True)  # fmt: skip
         return event
-
-    def _note_compute(self, ev: simpy.Event) -> None:
-        if ev.ok:
-            self.compute_s.append(float(ev.value or 0.0))
 
     def unload(self, instance: Instance) -> None:
         slot = self._slots.get(instance.worker.wid)
@@ -410,7 +408,7 @@ class RayExecutor(Executor):
         if not w.instances:
             # The cluster may be releasing the worker (it marks it released right after this
             # call): look once the current action is applied, and free the actor's resources.
-            self.env.timeout(0).callbacks.append(lambda _e: self._reap())
+            self.clock.call_later(0, self._reap)
 
     def close(self) -> None:
         self._reap()  # a worker released in the run's last moments frees its actor as released

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import simpy
 
+from infaas_sim.clock import Clock, Completion
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import Executor, register_executor
 
@@ -42,8 +42,8 @@ class SimExecutor(Executor):
         # cv -> (mu, sigma) of the log-normal with mean 1 and that coefficient of variation
         self._shape: dict[float, tuple[float, float]] = {}
 
-    def bind(self, env: simpy.Environment, seed: int) -> None:
-        super().bind(env, seed)
+    def bind(self, clock: Clock, seed: int) -> None:
+        super().bind(clock, seed)
         self._rng = np.random.default_rng([seed, 0x51A])
         self._normals = []
 
@@ -56,14 +56,14 @@ class SimExecutor(Executor):
             self._normals = self._rng.standard_normal(_BLOCK).tolist()
         return math.exp(shape[0] + shape[1] * self._normals.pop())
 
-    def load(self, instance: Instance) -> simpy.Event:
-        return self.env.timeout(instance.variant.load_latency_ms / 1000)
+    def load(self, instance: Instance) -> Completion:
+        return self.clock.after(instance.variant.load_latency_ms / 1000)
 
-    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> Completion:
         # The hardware's table and drift, not the profile the policy reads (re-profiling may
         # have updated that): x * 1.0 is exact, so runs without drift are unchanged.
         ms = instance.run_table[inputs] * instance.worker.slowdown * instance.drift
         cv = instance.variant.latency_cv if self.noise_cv is None else self.noise_cv
         if cv:
             ms *= self._factor(cv)
-        return self.env.timeout(ms / 1000)
+        return self.clock.after(ms / 1000)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infaas_sim.report import Job, seed_values
+from experiments.comparison import Job, seed_values
 
 KINDS = ("times_more", "times_fewer", "pct_fewer", "pct_more", "pct_at_most")
 BOOTSTRAP = 2000

@@ -40,16 +40,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import simpy
 from omegaconf import OmegaConf
 
+from experiments.outputs import write_run
 from infaas_sim.catalog import Catalog
-from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.clock import Clock, Completion, WallClockEnvironment
 from infaas_sim.cluster import Instance
 from infaas_sim.errors import ConfigError, InputError
 from infaas_sim.executor import Executor, make_executor
 from infaas_sim.experiment import build_cluster
-from infaas_sim.outputs import write_run
 from infaas_sim.policy import make_policy
 from infaas_sim.profiling.profile import fit_line
 from infaas_sim.profiling.serving import batch_times, profile_in_service, profile_serving
@@ -101,18 +100,18 @@ class ResampledServiceExecutor(Executor):
         self.samples = {b: np.array(v) for b, v in by_batch.items()}
         self.overhead_s = overhead_ms / 1000
 
-    def bind(self, env: simpy.Environment, seed: int) -> None:
-        super().bind(env, seed)
+    def bind(self, clock: Clock, seed: int) -> None:
+        super().bind(clock, seed)
         self.rng = np.random.default_rng([seed, 0x5E5])
 
-    def load(self, instance: Instance) -> simpy.Event:
-        return self.env.timeout(instance.variant.load_latency_ms / 1000)
+    def load(self, instance: Instance) -> Completion:
+        return self.clock.after(instance.variant.load_latency_ms / 1000)
 
-    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> Completion:
         near = min(self.samples, key=lambda b: (abs(b - inputs), b))
         pool = self.samples[near]
         sec = float(pool[self.rng.integers(len(pool))]) * inputs / near
-        return self.env.timeout(sec + self.overhead_s)
+        return self.clock.after(sec + self.overhead_s)
 
 
 def sim_catalog(catalog: Catalog, variant_id: str, points: Sequence[tuple[int, float]]) -> Catalog:

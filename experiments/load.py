@@ -18,8 +18,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.outputs import retire_previous, write_error, write_run
 from infaas_sim.errors import ConfigError, InputError
-from infaas_sim.outputs import retire_previous, write_error, write_run
 
 log = logging.getLogger("infaas_sim.load")
 

@@ -27,6 +27,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.outputs import write_error
 from experiments.planning.choose import choose
 from experiments.planning.evaluate import Evaluation, evaluate, probe
 from experiments.planning.output import PlanContext, describe, write_plan
@@ -34,7 +35,6 @@ from experiments.planning.search import search, target, uses_grid
 from experiments.planning.settings import VERIFY_S, PlanSettings, parse_settings
 from experiments.planning.space import SearchSpace, cluster_space, planned_policies, policy_spaces
 from infaas_sim.errors import ConfigError, InputError
-from infaas_sim.outputs import write_error
 
 CONF = Path(__file__).parent / "conf"
 SECTIONS = ("trace", "workload", "catalog", "cluster", "executor", "run")

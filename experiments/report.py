@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from experiments.claims import claims_for
-from infaas_sim.report import Report, write_report
+from experiments.comparison import Report, write_report
 
 
 def print_report(report: Report, out_dir: Path) -> None:

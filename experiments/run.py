@@ -20,11 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.outputs import retire_previous, write_error, write_run
 from infaas_sim import interrupt
 from infaas_sim.errors import InputError
 from infaas_sim.executor import EXECUTORS
 from infaas_sim.experiment import run_experiment
-from infaas_sim.outputs import retire_previous, write_error, write_run
 from infaas_sim.policy import POLICIES
 from infaas_sim.trace import TRACES
 

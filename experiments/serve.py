@@ -23,8 +23,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.outputs import retire_previous, write_error
 from infaas_sim.errors import InputError
-from infaas_sim.outputs import retire_previous, write_error
 
 log = logging.getLogger("infaas_sim.serve")
 

@@ -1,6 +1,6 @@
 """Hydra callback: after a multirun, gather every job's summary.json into one table; after a
 reproduction sweep (jobs labelled ``+arm=...``, experiment=reproduce / quick), also write the
-comparison tables and figures per scenario (infaas_sim/report.py). Jobs that failed are listed
+comparison tables and figures per scenario (experiments/comparison.py). Jobs that failed are listed
 on stderr with their one-line errors and kept in :data:`FAILED`, so that the command exits
 non-zero (``experiments.run.cli``): a sweep that lost jobs is never mistaken for a complete one."""
 
@@ -64,7 +64,7 @@ class SweepSummary(Callback):
             text = table.to_string(index=False)
         (sweep_dir / "sweep_summary.txt").write_text(text + "\n")
         print(f"\nsweep summary ({sweep_dir / 'sweep_summary.csv'}):\n{text}")
-        from infaas_sim.report import load_jobs, write_report  # lazily: matplotlib, only for a sweep
+        from experiments.comparison import load_jobs, write_report  # lazily: matplotlib, only for a sweep
 
         jobs = load_jobs(sweep_dir)
         if any(j.labelled for j in jobs):  # +scenario / +arm: a side-by-side comparison

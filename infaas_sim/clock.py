@@ -1,5 +1,11 @@
 """Clocks: SimPy's virtual time, or wall-clock time that wakes on completions from threads.
 
+:class:`Clock` is the executors' side of time, the seam that keeps SimPy out of them: the
+time now, a :class:`Completion` that resolves itself after a delay (a simulated load or batch),
+one the executor resolves (a real runtime's), a call later, and, on wall-clock time, a
+thread-safe :meth:`Clock.post` for runtime threads. Completions are SimPy events underneath;
+only the core (the cluster, which waits on them) relies on that.
+
 ``WallClockEnvironment`` is a ``simpy.Environment`` whose ``now`` follows the wall clock
 (optionally sped up by ``factor``). Its loop sleeps until the next scheduled event, but wakes
 early when another thread posts a callback with :meth:`post` (a runtime thread finishing a
@@ -12,13 +18,58 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 from simpy.core import EmptySchedule
 
 # How long before an event is due the loop stops sleeping and polls instead.
 SPIN_S = 0.0003
+
+
+class Completion(Protocol):
+    """A load's or a batch's outcome, resolved once on the loop's thread: ``succeed`` with
+    the result (a batch's runtime seconds, or (seconds, outputs)), or ``fail`` with the fault.
+    ``defused``: a failure that is already accounted for (its queries failed another way)."""
+
+    def succeed(self, value: Any = None) -> Any: ...
+    def fail(self, exception: Exception) -> Any: ...
+    @property
+    def defused(self) -> bool: ...
+    @defused.setter
+    def defused(self, value: bool) -> None: ...
+
+
+class Clock:
+    """What an executor may do with time (given to :meth:`Executor.bind`)."""
+
+    __slots__ = ("_env", "after", "pending")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self._env = env
+        # Bound once: ``after`` runs once per simulated batch.
+        self.after: Callable[[float], Completion] = env.timeout  # resolves itself ``seconds`` from now
+        self.pending: Callable[[], Completion] = env.event  # resolved by the executor
+
+    @property
+    def now(self) -> float:
+        return self._env.now
+
+    @property
+    def realtime(self) -> bool:
+        """Wall-clock time, where runtime threads post their completions."""
+        return isinstance(self._env, WallClockEnvironment)
+
+    def call_later(self, seconds: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the loop's thread ``seconds`` from now (0: after the current event)."""
+        self._env.timeout(seconds).callbacks.append(lambda _e: fn())
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Thread-safe, wall-clock time only: run ``fn(*args)`` on the loop's thread soon."""
+        env = self._env
+        if not isinstance(env, WallClockEnvironment):
+            raise TypeError("Clock.post needs wall-clock time (a WallClockEnvironment)")
+        env.post(fn, *args)
 
 
 class WallClockEnvironment(simpy.Environment):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import simpy
 
@@ -420,7 +420,8 @@ class Instance:
         start = now
         self.busy_start = now
         self.busy_until = now + self.latency_table[min(inputs, len(self.latency_table) - 1)] / 1000
-        ev = self.cluster.executor.run(self, inputs, batch)
+        # The clock makes every completion, as a SimPy event: the core waits on it as one.
+        ev = cast(simpy.Event, self.cluster.executor.run(self, inputs, batch))
         ev.callbacks.append(lambda e: self._on_done(e, batch, inputs, start))
         if self.bix is not None:
             self.bix.refile(self, now)
@@ -839,7 +840,7 @@ class Cluster:
 
     def _start_load(self, inst: Instance) -> None:
         inst.ready_at = self.env.now + inst.variant.load_latency_ms / 1000  # estimate for backlog
-        ev = self.executor.load(inst)
+        ev = cast(simpy.Event, self.executor.load(inst))
         ev.callbacks.append(lambda e: self._loaded(inst, e))
         if inst.bix is not None:
             inst.bix.refile(inst, self.env.now)

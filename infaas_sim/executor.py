@@ -1,8 +1,10 @@
 """The executor seam: how loading a variant and running a batch take time.
 
 The simulated executor takes the profiled latency; real executors run the model and post
-their completion to the environment. Swapping the executor is the only difference between
-the two modes. Executors register by name so that a new one is a new file and one line.
+their completion to the loop. Executors see time only through the
+:class:`~infaas_sim.clock.Clock` they are bound to (its completions, calls and posts), never
+SimPy itself. Swapping the executor is the only difference between the two modes. Executors
+register by name so that a new one is a new file and one line.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import simpy
-
+from infaas_sim.clock import Clock, Completion
 from infaas_sim.errors import ConfigError
 from infaas_sim.registry import Registry
 
@@ -28,17 +29,17 @@ class Executor(ABC):
     #: real executors run on wall-clock time (a WallClockEnvironment)
     realtime = False
 
-    def bind(self, env: simpy.Environment, seed: int) -> None:
-        self.env = env
+    def bind(self, clock: Clock, seed: int) -> None:
+        self.clock = clock
         self.seed = seed
 
     @abstractmethod
-    def load(self, instance: Instance) -> simpy.Event:
-        """An event that succeeds when ``instance`` is loaded."""
+    def load(self, instance: Instance) -> Completion:
+        """A completion that succeeds when ``instance`` is loaded."""
 
     @abstractmethod
-    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
-        """An event that succeeds when the batch is done; it fails with the fault if the
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> Completion:
+        """A completion that succeeds when the batch is done; it fails with the fault if the
         batch could not run (the cluster fails those queries with it)."""
 
     def load_now(self, instance: Instance) -> None:  # noqa: B027 - optional hook

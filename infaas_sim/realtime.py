@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
-import simpy
 
+from infaas_sim.clock import Clock, Completion
 from infaas_sim.errors import CatalogError, ConfigError
 from infaas_sim.executor import Executor
 from infaas_sim.registry import Registry
@@ -240,14 +240,14 @@ class RunnerExecutor(Executor):
         return self._runners.get(instance.iid)
 
     # --- executor interface ---------------------------------------------------------------
-    def bind(self, env: simpy.Environment, seed: int) -> None:
-        if not hasattr(env, "post"):
+    def bind(self, clock: Clock, seed: int) -> None:
+        if not clock.realtime:
             raise ConfigError(f"executor {self.name} runs on wall-clock time: it needs a WallClockEnvironment")
-        super().bind(env, seed)
+        super().bind(clock, seed)
         self.pool = ThreadPoolExecutor(max_workers=self.max_threads, thread_name_prefix=f"{self.name}-exec")
 
-    def _post(self, event: simpy.Event, then: Callable[[Any], None] | None = None) -> Callable[[Future[Any]], None]:
-        post = self.env.post  # type: ignore[attr-defined]
+    def _post(self, event: Completion, then: Callable[[Any], None] | None = None) -> Callable[[Future[Any]], None]:
+        post = self.clock.post
 
         def done(fut: Future[Any]) -> None:
             exc = fut.exception()
@@ -262,8 +262,8 @@ class RunnerExecutor(Executor):
 
         return done
 
-    def load(self, instance: Instance) -> simpy.Event:
-        event = self.env.event()
+    def load(self, instance: Instance) -> Completion:
+        event = self.clock.pending()
         art = self._artifact(instance.variant.variant_id)
         self.stats.loads += 1
         iid = instance.iid
@@ -288,8 +288,8 @@ class RunnerExecutor(Executor):
         self.stats.loads += 1
         self._runners[instance.iid] = self._open(self._artifact(instance.variant.variant_id), instance.cores)
 
-    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> simpy.Event:
-        event = self.env.event()
+    def run(self, instance: Instance, inputs: int, queries: Sequence[Query]) -> Completion:
+        event = self.clock.pending()
         runner = self._runners.get(instance.iid)
         if runner is None:
             spare = self._spare.get((instance.variant.variant_id, instance.cores))
@@ -322,7 +322,7 @@ class RunnerExecutor(Executor):
             if runner is None:
                 art = self._artifact(instance.variant.variant_id)
                 runner = self._open(art, instance.cores)
-                self.env.post(self._runners.__setitem__, instance.iid, runner)  # type: ignore[attr-defined]
+                self.clock.post(self._runners.__setitem__, instance.iid, runner)
                 with self._lock:
                     self.stats.lazy_opens += 1
             outputs = None

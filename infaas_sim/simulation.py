@@ -27,6 +27,7 @@ import simpy
 
 from infaas_sim import interrupt
 from infaas_sim.catalog import Catalog
+from infaas_sim.clock import Clock
 from infaas_sim.cluster import Cluster
 from infaas_sim.controller import Controller
 from infaas_sim.errors import ConfigError
@@ -230,7 +231,7 @@ def run_simulation(
     env = env if env is not None else simpy.Environment()
     wall0 = time.perf_counter()
     recorder = Recorder(catalog, workload.apps)
-    executor.bind(env, run.seed)
+    executor.bind(Clock(env), run.seed)
     cluster = Cluster(
         env,
         catalog,

@@ -17,7 +17,7 @@ it; they differ only in how they scale it. Shared here:
   (:mod:`infaas_sim.dispatch`; ``least_backlog``, the default, on
   :meth:`InstanceView.backlog_s`, which also orders replicas of different sizes (VPA) and
   ones still loading);
-- :func:`reconcile` (on :class:`policies.placement.Room`): bring a deployment to a replica count the way a
+- :func:`reconcile` (on :class:`infaas_sim.placement.Room`): bring a deployment to a replica count the way a
   replica controller does, placing each new replica (in the deployment's pool) where it adds
   capacity and starting a worker (VM) when none has room; scale-in removes replicas that are
   still loading first, then those on the emptiest workers;
@@ -54,6 +54,7 @@ from infaas_sim.catalog import Candidates
 from infaas_sim.dispatch import LEAST_BACKLOG, ROUND_ROBIN, check_dispatch, round_robin, shortest_queue
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.placement import Room
 from infaas_sim.policy import (
     Action,
     AddWorker,
@@ -70,7 +71,6 @@ from infaas_sim.query import Application, Query
 from infaas_sim.sizing import cheapest_variant, replicas_needed, serving_batch
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState
-from policies.placement import Room
 
 SIZINGS = ("mean", "peak")
 DEDICATED, SHARED = "dedicated", "shared"

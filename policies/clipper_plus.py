@@ -55,11 +55,11 @@ import math
 from collections.abc import Mapping, Sequence
 from statistics import median
 
+from infaas_sim.placement import Room
 from infaas_sim.policy import Action, SetBatch, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import BaselinePolicy, Counters, Deployment, reconcile
-from policies.placement import Room
 
 
 def aimd_step(limit: int, latency_at_limit_ms: float, target_ms: float, max_batch: int, step: int = 1,

@@ -49,11 +49,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 from infaas_sim.hysteresis import stabilize
+from infaas_sim.placement import Room
 from infaas_sim.policy import Action, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState
 from policies.baseline_common import BaselinePolicy, Counters, reconcile, release_idle_workers
-from policies.placement import Room
 
 
 def hpa_recommendation(current: int, utilisations: Sequence[float], unready: int, target: float,

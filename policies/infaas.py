@@ -143,6 +143,7 @@ from dataclasses import dataclass
 from infaas_sim.catalog import Candidates, Catalog
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.hysteresis import Cooldown, HoldDown
+from infaas_sim.placement import KindRoom, TickRoom, replica_units
 from infaas_sim.policy import (
     Action,
     AddWorker,
@@ -173,7 +174,6 @@ from policies.infaas_common import (
     replicas_for,
     saturation_throughput,
 )
-from policies.placement import KindRoom, TickRoom, replica_units
 
 _READY = InstanceState.READY
 _LOADING = InstanceState.LOADING

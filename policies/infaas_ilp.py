@@ -69,6 +69,7 @@ from ortools.linear_solver import pywraplp
 
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.placement import TickRoom, replica_units, worker_memory_mb
 from infaas_sim.policy import Action, AddWorker, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState, WorkerState
@@ -85,7 +86,6 @@ from policies.infaas_common import (
     replicas_for,
     route_key,
 )
-from policies.placement import TickRoom, replica_units, worker_memory_mb
 
 
 # --- the offline problem ---------------------------------------------------------------------

@@ -63,13 +63,13 @@ import numpy as np
 from infaas_sim.catalog import Candidates
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.hysteresis import HoldDown
+from infaas_sim.placement import Room
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query
 from infaas_sim.variant import Variant, amdahl_latency_ms
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import release_idle_workers
 from policies.forecast.base import Forecaster, make_forecaster
-from policies.placement import Room
 
 #: Share of the SLO a batch may take; the rest is left for queueing.
 BATCH_SLO_SHARE = 0.5

@@ -81,6 +81,7 @@ from typing import Any
 from infaas_sim.catalog import Candidates
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.placement import Room
 from infaas_sim.policy import (
     Action,
     Decision,
@@ -100,7 +101,6 @@ from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import Deployment, add_replicas, pick_victims, release_idle_workers
 from policies.forecast import Forecaster, make_forecaster
 from policies.ipa_model import VARIANT_POLICIES, PipelinePlan, Stage, StageOption, Weights, pin_variants, solve
-from policies.placement import Room
 
 UNBOUNDED_SLA_MS = 1e9  # the fallback solve's SLA: none that matters
 FORECASTER_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -55,12 +55,12 @@ import math
 from collections.abc import Mapping, Sequence
 
 from infaas_sim.hysteresis import Cooldown
+from infaas_sim.placement import Room
 from infaas_sim.policy import Action, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.sizing import replica_throughput
 from infaas_sim.view import ClusterView, InstanceState
 from policies.baseline_common import BaselinePolicy, Deployment, reconcile, release_idle_workers
-from policies.placement import Room
 
 
 @register_policy("sagemaker+")

@@ -101,6 +101,7 @@ import numpy as np
 from infaas_sim.catalog import Candidates
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.hysteresis import ScaleInWindow
+from infaas_sim.placement import Room
 from infaas_sim.policy import (
     Action,
     Decision,
@@ -119,7 +120,6 @@ from infaas_sim.variant import Variant, amdahl_latency_ms
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import pick_victims, release_idle_workers
 from policies.forecast.learned import LearnedForecaster
-from policies.placement import Room
 
 #: Profiling grid of Themis's latency model (cores x batch).
 PROFILE_CORES = (1, 2, 4, 6)

@@ -50,11 +50,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.placement import Room
 from infaas_sim.policy import Action, Load, Resize, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import BaselinePolicy, Counters, Deployment, reconcile, release_idle_workers
-from policies.placement import Room
 
 UPDATE_MODES = ("in_place", "recreate")
 #: The updater evicts at most this share of a Deployment's replicas at once ...

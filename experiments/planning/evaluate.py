@@ -14,9 +14,9 @@ from typing import Any
 
 from joblib import Parallel, delayed
 
+from experiments.comparison import t_interval
 from infaas_sim.errors import InputError
 from infaas_sim.experiment import run_experiment
-from infaas_sim.report import t_interval
 
 from .space import Candidate, SearchSpace
 

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from infaas_sim.report import to_markdown
+from experiments.comparison import to_markdown
 
 from .choose import Choice, meets, pareto_front, shortfalls
 from .evaluate import Evaluation

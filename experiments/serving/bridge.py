@@ -27,7 +27,7 @@ import numpy as np
 import simpy
 
 from infaas_sim.catalog import Catalog
-from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.clock import Clock, WallClockEnvironment
 from infaas_sim.cluster import Cluster, Instance
 from infaas_sim.controller import Controller
 from infaas_sim.errors import ConfigError, InputError
@@ -123,7 +123,7 @@ class ClusterBridge:
         self.sample_s = sample_s
         self.env = WallClockEnvironment()
         self.recorder = ServingRecorder(catalog, self._report)
-        executor.bind(self.env, seed)
+        executor.bind(Clock(self.env), seed)
         self.cluster = Cluster(
             self.env, catalog, executor, self.recorder, spec.instance_types, spec.type_by_kind,
             spec.min_workers, spec.max_workers, spec.max_queue_s, spec.resize_delay_s, spec.max_wait_s,

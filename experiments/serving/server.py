@@ -35,6 +35,7 @@ from typing import Any
 
 import uvicorn
 
+from experiments.outputs import write_run
 from experiments.serving.app import Service, make_app
 from experiments.serving.bridge import ClusterBridge
 from experiments.serving.models import read_signatures
@@ -43,7 +44,6 @@ from infaas_sim.catalog import Catalog
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.experiment import build_cluster
-from infaas_sim.outputs import write_run
 from infaas_sim.policy import make_policy
 from infaas_sim.reprofile import Reprofiler
 from infaas_sim.simulation import RunResult

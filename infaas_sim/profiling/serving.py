@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.clock import Clock, WallClockEnvironment
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.realtime import RunnerExecutor, load_artifacts
@@ -97,7 +97,7 @@ def profile_serving(
     ex = make_executor(art.backend, catalog=catalog_path, preload=[variant_id], max_threads=4)
     assert isinstance(ex, RunnerExecutor)
     env = WallClockEnvironment()
-    ex.bind(env, seed)
+    ex.bind(Clock(env), seed)
     # The executor reads only these fields of an instance.
     stub = SimpleNamespace(iid=0, variant=SimpleNamespace(variant_id=variant_id), cores=art.allocation)
     inst = cast("Instance", stub)

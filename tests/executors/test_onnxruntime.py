@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import simpy
 
+from experiments.outputs import write_run
 from infaas_sim.catalog import Catalog
-from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.clock import Clock, WallClockEnvironment
 from infaas_sim.errors import CatalogError, ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.experiment import run_experiment
-from infaas_sim.outputs import write_run
 from infaas_sim.policy import make_policy
 from infaas_sim.query import Application, Level, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
@@ -172,7 +172,7 @@ def test_executor_errors_are_clear(built: Any, tmp_path: Path) -> None:
         make_executor("onnxruntime", catalog=str(built.catalog), preload=["nope"])
     ex = make_executor("onnxruntime", catalog=str(built.catalog))
     with pytest.raises(ConfigError, match="WallClockEnvironment"):
-        ex.bind(simpy.Environment(), 0)
+        ex.bind(Clock(simpy.Environment()), 0)
 
 
 def test_the_experiment_config_path_writes_the_usual_outputs(built: Any, tmp_path: Path, conserved: Any) -> None:

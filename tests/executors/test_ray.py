@@ -26,7 +26,7 @@ import simpy
 from executors.ray import RayExecutor, actor_resources, bundle_of
 from executors.ray_actor import LoadSpec, WorkerRuntime
 from infaas_sim.catalog import Catalog
-from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.clock import Clock, WallClockEnvironment
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
 from infaas_sim.hardware import HardwareKind, InstanceType
@@ -370,7 +370,7 @@ def test_an_injected_crash_kills_the_actor_and_a_released_worker_frees_its_actor
 def test_ray_needs_a_wall_clock(h: Any, ray_local: Any) -> None:
     ex = _executor()
     with pytest.raises(ConfigError, match="wall-clock"):
-        ex.bind(simpy.Environment(), 0)
+        ex.bind(Clock(simpy.Environment()), 0)
 
 
 # --- sweeps on Ray ----------------------------------------------------------------------------

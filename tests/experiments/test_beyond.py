@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from experiments.beyond import excluded
-from infaas_sim.report import CI_COLUMNS, TABLE_COLUMNS, load_jobs
+from experiments.comparison import CI_COLUMNS, TABLE_COLUMNS, load_jobs
 from traces.paper_slices import PAPER_SLICES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.claims import Claim, cells, claims_for, claims_markdown, judge
-from infaas_sim.report import Job
+from experiments.comparison import Job
 
 
 def _jobs(values: dict[tuple[str, str], list[float]], metric: str = "slo_violation_rate") -> list[Job]:

@@ -13,6 +13,7 @@ import simpy
 
 from experiments.fidelity import ResampledServiceExecutor, load_config, main, run_fidelity, sim_catalog
 from infaas_sim.catalog import Catalog
+from infaas_sim.clock import Clock
 from infaas_sim.errors import ConfigError
 
 
@@ -63,7 +64,7 @@ def test_replay_resamples_the_measured_service_times(h: Any) -> None:
     # a batch of 4, never measured, takes one scaled from the nearest size (x2).
     ex = ResampledServiceExecutor([(2, 0.010), (2, 0.020)], overhead_ms=1.0)
     env = simpy.Environment()
-    ex.bind(env, seed=1)
+    ex.bind(Clock(env), seed=1)
     inst = SimpleNamespace(variant=h.VARIANTS[1])
     took = []
     for n in (2, 2, 2, 4, 4):

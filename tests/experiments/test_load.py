@@ -17,11 +17,11 @@ import pytest
 pytest.importorskip("aiohttp", reason="the serve extra is not installed")
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 
+from experiments.outputs import write_run
 from experiments.serving.client import LoadConfig, model_name, run_load
 from experiments.serving.server import Serving
 from infaas_sim.experiment import build_apps, build_workload
 from infaas_sim.metrics import QUERY_COLUMNS
-from infaas_sim.outputs import write_run
 from infaas_sim.query import Level, Requirement
 
 APPS = {

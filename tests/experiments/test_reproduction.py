@@ -18,9 +18,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from infaas_sim.experiment import run_experiment
-from infaas_sim.policy import make_policy
-from infaas_sim.report import (
+from experiments.comparison import (
     CI_COLUMNS,
     FIGURES,
     TABLE_COLUMNS,
@@ -29,6 +27,8 @@ from infaas_sim.report import (
     to_markdown,
     write_report,
 )
+from infaas_sim.experiment import run_experiment
+from infaas_sim.policy import make_policy
 from policies.infaas import InfaasPolicy
 from policies.infaas_ilp import InfaasIlpPolicy
 from traces.paper_slices import PAPER_SLICES, real_trace_path

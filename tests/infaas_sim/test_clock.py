@@ -15,7 +15,7 @@ import pytest
 import simpy
 
 from infaas_sim.catalog import Catalog
-from infaas_sim.clock import WallClockEnvironment
+from infaas_sim.clock import Clock, Completion, WallClockEnvironment
 from infaas_sim.executor import Executor, make_executor
 from infaas_sim.policy import AddWorker, LoadThenServe, Serve, make_policy
 from infaas_sim.simulation import RunResult, RunSpec, run_simulation
@@ -34,29 +34,29 @@ class ThreadPoolMatmulExecutor(Executor):
         self.loads = 0
         self.threads: set[str] = set()
 
-    def bind(self, env: simpy.Environment, seed: int) -> None:
-        super().bind(env, seed)
+    def bind(self, clock: Clock, seed: int) -> None:
+        super().bind(clock, seed)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-exec")
         self.weights = np.random.default_rng(seed).standard_normal((self.size, self.size)) / np.sqrt(self.size)
 
-    def _complete(self, event: simpy.Event) -> Any:
+    def _complete(self, event: Completion) -> Any:
         def done(fut: Future[Any]) -> None:
             exc = fut.exception()
             if exc is None:
-                self.env.post(event.succeed, fut.result())  # type: ignore[attr-defined]
+                self.clock.post(event.succeed, fut.result())
             else:
-                self.env.post(event.fail, exc)  # type: ignore[attr-defined]
+                self.clock.post(event.fail, exc)
 
         return done
 
-    def load(self, instance: Any) -> simpy.Event:
-        event = self.env.event()
+    def load(self, instance: Any) -> Completion:
+        event = self.clock.pending()
         self.loads += 1
         self.pool.submit(time.sleep, self.load_s).add_done_callback(self._complete(event))
         return event
 
-    def run(self, instance: Any, inputs: int, queries: Sequence[Any]) -> simpy.Event:
-        event = self.env.event()
+    def run(self, instance: Any, inputs: int, queries: Sequence[Any]) -> Completion:
+        event = self.clock.pending()
         self.batches += 1
 
         def work() -> float:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infaas_sim.catalog import Catalog
+from infaas_sim.clock import Clock
 from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.policy import AddWorker, Load, LoadThenServe, Reject, RemoveWorker, Resize, Serve, SetBatch, Unload
 from infaas_sim.simulation import Fault, RunResult
@@ -497,7 +498,7 @@ def test_placement_index_chooses_as_a_scan_of_every_worker(ops: list[tuple[str, 
     catalog = Catalog(variants)
     env = simpy.Environment()
     ex = make_executor("sim")
-    ex.bind(env, 0)
+    ex.bind(Clock(env), 0)
     cluster = Cluster(env, catalog, ex, Recorder(catalog, []), {"c8": cpu}, {HardwareKind.CPU: "c8"},
                       min_workers={HardwareKind.CPU: 1}, max_workers={HardwareKind.CPU: 12})  # fmt: skip
     for op, k, cores in ops:

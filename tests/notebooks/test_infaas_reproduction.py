@@ -14,8 +14,8 @@ from nbclient import NotebookClient
 from omegaconf import OmegaConf
 
 from infaas_sim.experiment import run_experiment
-from infaas_sim.outputs import write_run
-from infaas_sim.report import FIGURES, comparison_table, load_jobs
+from experiments.outputs import write_run
+from experiments.comparison import FIGURES, comparison_table, load_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "infaas_reproduction.ipynb"

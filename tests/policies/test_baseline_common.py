@@ -14,11 +14,11 @@ import pytest
 from infaas_sim.catalog import Catalog
 from infaas_sim.errors import ConfigError
 from infaas_sim.hardware import HardwareKind
+from infaas_sim.placement import Room
 from infaas_sim.policy import make_policy
 from infaas_sim.simulation import RunResult
 from infaas_sim.variant import Variant
 from policies.baseline_common import BaselinePolicy
-from policies.placement import Room
 
 CPU, GPU = HardwareKind.CPU, HardwareKind.GPU
 BASELINES = ["clipper+", "sagemaker+", "hpa", "vpa"]

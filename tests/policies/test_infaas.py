@@ -12,6 +12,7 @@ import pytest
 import simpy
 
 from infaas_sim.catalog import Catalog
+from infaas_sim.clock import Clock
 from infaas_sim.cluster import Cluster
 from infaas_sim.errors import ConfigError
 from infaas_sim.executor import make_executor
@@ -20,6 +21,7 @@ from infaas_sim.metrics import Recorder
 from infaas_sim.policy import AddWorker, Load, LoadThenServe, Reject, Serve, Unload, make_policy
 from infaas_sim.query import Application, Level, Query, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
+from infaas_sim.snapshot import InstanceData, Rates, WorkerData, view_from
 from infaas_sim.variant import Variant
 from infaas_sim.view import ClusterView
 from policies.infaas import InfaasPolicy
@@ -252,7 +254,7 @@ class Bench:
         self.apps = list(apps)
         self.env = simpy.Environment()
         ex = make_executor("sim")
-        ex.bind(self.env, 0)
+        ex.bind(Clock(self.env), 0)
         self.cluster = Cluster(self.env, self.catalog, ex, Recorder(self.catalog, apps), types or TYPES,
                                {CPU: "cpu", GPU: "gpu"})  # fmt: skip
         self.view = ClusterView(self.cluster)
@@ -334,6 +336,28 @@ def test_autoscale_replicates_with_explicit_placement() -> None:
     assert len(loads) == 1 and all(x.worker_id == 0 and x.max_batch == 4 for x in loads)
     assert not any(isinstance(x, Unload) for x in actions)
     assert any(type(x).__name__ == "AddWorker" for x in actions)
+
+
+def test_a_policy_decides_from_plain_data_without_a_cluster() -> None:
+    # The two tests above, on a view built from data (infaas_sim.snapshot): worker 0 holds a
+    # (4 of 8 cores) with a 1.2 s queue, worker 1 is empty; b is not loaded.
+    a = variant("a", CPU, 4, 1, 800, 100, 30, 0, arch="a")
+    b = variant("b", CPU, 2, 1, 800, 100, 60, 0, arch="b")
+    cat = Catalog([a, b])
+    view = view_from(cat, [WorkerData("cpu"), WorkerData("cpu")], [InstanceData("a", 0, queries=40)], spec=SPEC)
+    policy = make_policy("infaas")
+    q = Query(0, 0.0, task_app("x", 1000, 0), 1)
+    d = policy.route(q, cat.candidates(q.app.requirement, 1), view)
+    assert isinstance(d, LoadThenServe) and d.variant_id == "b" and d.worker_id == 1
+    # 300 inputs/s on one r50-cpu replica: one more on its worker (two per worker), a worker for the rest.
+    cat = Catalog([R50_CPU])
+    view = view_from(cat, [WorkerData("cpu")], [InstanceData("r50-cpu", 0)], now=3.0,
+                     rates=Rates(variants={"r50-cpu": 300.0}), spec=SPEC)  # fmt: skip
+    policy = make_policy("infaas")
+    policy.setup(view, [task_app("x", 200, 0)], {})
+    actions = policy.autoscale(view)
+    assert [(x.variant_id, x.worker_id, x.max_batch) for x in actions if isinstance(x, Load)] == [("r50-cpu", 0, 4)]
+    assert any(isinstance(x, AddWorker) for x in actions) and not any(isinstance(x, Unload) for x in actions)
 
 
 def test_overloaded_variant_replicates_while_its_upgrade_waits_for_a_slow_vm() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from infaas_sim.outputs import write_run
+from experiments.outputs import write_run
 from infaas_sim.simulation import RunResult
 
 
@@ -43,7 +43,7 @@ def test_an_earlier_runs_results_move_aside_never_deleted(tmp_path: Path) -> Non
 
 
 def test_a_failed_run_leaves_only_its_error_beside_no_earlier_summary(tmp_path: Path) -> None:
-    from infaas_sim.outputs import write_error
+    from experiments.outputs import write_error
 
     write_run(_result("earlier"), tmp_path, figures=False)
     write_error(tmp_path, "error: something")

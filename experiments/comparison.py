@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from infaas_sim import figures
+from experiments import figures
 
 # The order arms appear in tables and legends (the system first, then the baselines, then the floors).
 ARM_ORDER = (

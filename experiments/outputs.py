@@ -78,7 +78,7 @@ def _write_files(result: RunResult, stage: Path, figures: bool) -> None:
         writer.writerow(("t", "action"))
         writer.writerows((f"{t:.6f}", a) for t, a in result.actions)
     if figures:
-        from infaas_sim.figures import plot_latency_cdf, plot_timeline  # matplotlib only when drawing
+        from experiments.figures import plot_latency_cdf, plot_timeline  # matplotlib only when drawing
 
         (stage / "figures").mkdir()
         title = f"{result.summary.get('policy', '')}"

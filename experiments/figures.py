@@ -1,5 +1,5 @@
 """Figures (PNG, matplotlib's Agg backend): of one run (timeline, latency CDF), and of a sweep's
-arms side by side (infaas_sim/report.py: SLO misses, cost, workers, variant mix, latency CDFs)."""
+arms side by side (experiments/comparison.py: SLO misses, cost, workers, variant mix, latency CDFs)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def plot_latency_cdf(queries: pd.DataFrame, path: Path, title: str = "") -> None
     plt.close(fig)
 
 
-# --- side-by-side figures of a sweep (infaas_sim/report.py): one line per arm ---------------------
+# --- side-by-side figures of a sweep (experiments/comparison.py): one line per arm ---------------------
 
 
 def _arm_colors(arms: Sequence[str]) -> dict[str, Any]:
