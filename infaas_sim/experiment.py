@@ -7,7 +7,8 @@ dict, so an experiment is reproducible from its saved config alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -60,6 +61,27 @@ def _flag(section: str, key: str, value: Any) -> bool:
     return value
 
 
+def _given(section: str, cls: type, cfg: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The values ``cfg`` gives for ``cls``'s fields ``names``, each checked against the
+    field's type (bool, int, float, str); a field the config leaves out keeps the dataclass's
+    default, which is stated there and nowhere else."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for name in names:
+        if name not in cfg:
+            continue
+        value, ann = cfg[name], hints[name]
+        if ann is bool:
+            out[name] = _flag(section, name, value)
+        elif ann in (int, float):
+            out[name] = _number(section, name, value, ann)
+        elif ann is str:
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out
+
+
 def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
     apps_cfg = cfg.get("apps")
     if not apps_cfg:
@@ -72,8 +94,7 @@ def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
         name = str(a.get("name", f"app{i}"))
         where = f"workload.apps[{name}]"
         _only(where, a, allowed)
-        share = _number(where, "share", a.get("share", 1.0))
-        batch = _number(where, "batch", a.get("batch", 1), int)
+        sized = _given(where, Application, a, ("share", "batch"))
         if "stages" in a:
             # A pipeline: ``stages`` lists each stage's requirement (level, target, dataset,
             # min_accuracy, optional slo_ms: that stage's own bound, default the end-to-end
@@ -91,9 +112,9 @@ def build_apps(cfg: Mapping[str, Any]) -> list[Application]:
                 _requirement(f"{where}.stages[{k}]", {"slo_ms": slo, **dict(st)}, with_stages=False)
                 for k, st in enumerate(stages_cfg)
             )
-            apps.append(Application.of_pipeline(name, Pipeline(stages, slo), share=share, batch=batch, index=i))
+            apps.append(Application.of_pipeline(name, Pipeline(stages, slo), index=i, **sized))
             continue
-        apps.append(Application(name=name, requirement=_requirement(where, a), share=share, batch=batch, index=i))
+        apps.append(Application(name=name, requirement=_requirement(where, a), index=i, **sized))
     return apps
 
 
@@ -113,9 +134,8 @@ def _requirement(where: str, a: Mapping[str, Any], with_stages: bool = True) -> 
     return Requirement(
         level=level,
         target=str(a["target"]),
-        dataset=str(a.get("dataset", "")),
         slo_ms=None if slo is None else _number(where, "slo_ms", slo),
-        min_accuracy=_number(where, "min_accuracy", a.get("min_accuracy", 0.0)),
+        **_given(where, Requirement, a, ("dataset", "min_accuracy")),
     )
 
 
@@ -193,10 +213,8 @@ def build_cluster(cfg: Mapping[str, Any]) -> ClusterSpec:
                 vcpus=_number(where, "vcpus", t["vcpus"], int),
                 memory_mb=_number(where, "memory_mb", t["memory_mb"], int),
                 price_per_hour=_number(where, "price_per_hour", t["price_per_hour"]),
-                startup_s=_number(where, "startup_s", t.get("startup_s", 60.0)),
-                accelerators=_number(where, "accelerators", t.get("accelerators", 0), int),
-                accelerator_memory_mb=_number(where, "accelerator_memory_mb", t.get("accelerator_memory_mb", 0), int),
-                source=str(t.get("source", "config")),
+                **_given(where, InstanceType, t, ("startup_s", "accelerators", "accelerator_memory_mb")),
+                source=str(t.get("source", "config")),  # where the figures come from: the config file
             )
         except KeyError as exc:
             raise ConfigError(f"config: {where} needs {exc.args[0]}") from None
@@ -212,9 +230,7 @@ def build_cluster(cfg: Mapping[str, Any]) -> ClusterSpec:
         type_by_kind=by_kind,
         min_workers=limits("min_workers"),
         max_workers=limits("max_workers"),
-        max_queue_s=_number("cluster", "max_queue_s", cfg.get("max_queue_s", 30.0)),
-        resize_delay_s=_number("cluster", "resize_delay_s", cfg.get("resize_delay_s", 1.0)),
-        max_wait_s=_number("cluster", "max_wait_s", cfg.get("max_wait_s", 0.0)),
+        **_given("cluster", ClusterSpec, cfg, ("max_queue_s", "resize_delay_s", "max_wait_s")),
     )
 
 
@@ -229,11 +245,7 @@ def build_run(cfg: Mapping[str, Any]) -> RunSpec:
             raise ConfigError("config: run.faults[]: a drift has no length_s (it lasts to the end of the run)")
         faults.append(Fault(**f))
     return RunSpec(
-        duration_s=_number("run", "duration_s", cfg.get("duration_s", 600)),
-        seed=_number("run", "seed", cfg.get("seed", 0), int),
-        drain_s=_number("run", "drain_s", cfg.get("drain_s", 60)),
-        sample_s=_number("run", "sample_s", cfg.get("sample_s", 1.0)),
-        progress=_flag("run", "progress", cfg.get("progress", False)),
+        **_given("run", RunSpec, cfg, ("duration_s", "seed", "drain_s", "sample_s", "progress")),
         faults=tuple(faults),
         reprofile=build_reprofile(cfg.get("reprofile")),
     )
@@ -247,14 +259,7 @@ def build_reprofile(cfg: Mapping[str, Any] | None) -> ReprofileSpec:
         raise ConfigError(f"config: run.reprofile must be a mapping (enabled, margin, batches), got {cfg!r}")
     where = "run.reprofile"
     _only(where, cfg, {f.name for f in fields(ReprofileSpec)})
-    given: dict[str, Any] = {}
-    if "enabled" in cfg:
-        given["enabled"] = _flag(where, "enabled", cfg["enabled"])
-    if "margin" in cfg:
-        given["margin"] = _number(where, "margin", cfg["margin"])
-    if "batches" in cfg:
-        given["batches"] = _number(where, "batches", cfg["batches"], int)
-    return ReprofileSpec(**given)
+    return ReprofileSpec(**_given(where, ReprofileSpec, cfg, ("enabled", "margin", "batches")))
 
 
 def run_experiment(cfg: Mapping[str, Any]) -> RunResult:

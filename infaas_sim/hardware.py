@@ -35,7 +35,7 @@ class InstanceType:
     vcpus: int
     memory_mb: int
     price_per_hour: float
-    startup_s: float
+    startup_s: float = 60.0
     accelerators: int = 0
     accelerator_memory_mb: int = 0
     source: str = ""

@@ -128,7 +128,7 @@ class Fault:
 
 @dataclass(frozen=True)
 class RunSpec:
-    duration_s: float
+    duration_s: float = 600.0
     seed: int = 0
     drain_s: float = 60.0  # after duration_s, how long queued and running queries may finish
     sample_s: float = 1.0

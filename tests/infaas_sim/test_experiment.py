@@ -3,11 +3,16 @@ an operator declares before the run (what baselines are sized from)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from infaas_sim.errors import ConfigError
-from infaas_sim.experiment import build_apps, build_workload, run_experiment
+from infaas_sim.experiment import build_apps, build_cluster, build_run, build_workload, run_experiment
+from infaas_sim.hardware import InstanceType
 from infaas_sim.query import Level, Requirement
+from infaas_sim.reprofile import ReprofileSpec
+from infaas_sim.simulation import ClusterSpec, RunSpec
 
 
 def test_an_app_with_stages_is_a_pipeline_with_an_end_to_end_slo() -> None:
@@ -113,3 +118,30 @@ def test_a_run_says_whether_its_policy_was_told_declared_or_observed_rates() -> 
         "run": {"duration_s": 10, "drain_s": 5},
     }
     assert run_experiment(cfg).summary["expected_rates"] == "declared"
+
+
+def test_a_key_the_config_leaves_out_takes_the_dataclass_default_stated_only_there() -> None:
+    run = build_run({"seed": 3})
+    assert (run.seed, run.duration_s, run.drain_s, run.reprofile) == (3, RunSpec().duration_s, RunSpec().drain_s,
+                                                                       ReprofileSpec())  # fmt: skip
+    cluster = build_cluster({"workers": {"cpu": "m5.2xlarge"}, "instance_types": {
+        "mine": {"kind": "cpu", "vcpus": 4, "memory_mb": 8192, "price_per_hour": 0.2}}})
+    assert (cluster.max_queue_s, cluster.resize_delay_s) == (ClusterSpec().max_queue_s, ClusterSpec().resize_delay_s)
+    mine = cluster.instance_types["mine"]
+    assert (mine.startup_s, mine.accelerators, mine.source) == (InstanceType("x", mine.kind, 1, 1, 0.0).startup_s, 0,
+                                                                "config")  # fmt: skip
+    (app,) = build_apps({"apps": [{"target": "image-classification", "dataset": "imagenet", "slo_ms": 100}]})
+    assert (app.share, app.batch, app.requirement.min_accuracy) == (1.0, 1, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("section", "cfg", "message"),
+    [
+        ("run", {"drain_s": "long"}, "run.drain_s must be a float, got 'long'"),
+        ("run", {"progress": "yes"}, "run.progress must be true or false"),
+        ("cluster", {"workers": {"cpu": "m5.2xlarge"}, "max_queue_s": [1]}, "cluster.max_queue_s must be a float"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_its_key(section: str, cfg: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        (build_run if section == "run" else build_cluster)(cfg)
