@@ -290,8 +290,10 @@ def arrivals(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(times)
 
 
-def compare(catalog: Catalog, trace: str) -> tuple[str, dict[str, dict[str, float]]]:
+def compare(catalog: Catalog, trace: str, seconds: int | None = None) -> tuple[str, dict[str, dict[str, float]]]:
     counts, what = twitter_counts(trace)
+    if seconds is not None and seconds < len(counts):
+        counts, what = counts[:seconds], f"{what}, its first {seconds} s"
     apps = mix3_apps(catalog)
     rng = np.random.default_rng(2)
     times = arrivals(counts, rng)
@@ -332,7 +334,10 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=60_000, help="route calls timed")
     ap.add_argument("--trace", choices=["real", "synthetic"], default="real")
     ap.add_argument("--skip-compare", action="store_true")
+    ap.add_argument("--compare-seconds", type=int, default=None, help="the comparison's trace cut to its first N s")
     args = ap.parse_args()
+    if args.compare_seconds is not None and args.compare_seconds < 1:
+        ap.error(f"--compare-seconds must be >= 1, got {args.compare_seconds}")
     catalog = load_catalog()
     print(f"catalog: {catalog.name} ({len(catalog)} variants)")
 
@@ -357,7 +362,7 @@ def main() -> None:
           f"(greedy: median {ilp['greedy_median_ms']:.2f} ms)")  # fmt: skip
 
     if not args.skip_compare:
-        what, res = compare(catalog, args.trace)
+        what, res = compare(catalog, args.trace, args.compare_seconds)
         print(f"infaas vs static on {what}:")
         for name, s in res.items():
             print(f"  {name:18s} SLO violations {100 * s['slo_violation_rate']:.2f}% (rejected {s['rejected']}), "

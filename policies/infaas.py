@@ -142,17 +142,15 @@ from dataclasses import dataclass
 
 from infaas_sim.catalog import Candidates, Catalog
 from infaas_sim.hardware import HardwareKind
-from infaas_sim.hysteresis import Cooldown, HoldDown
+from infaas_sim.hysteresis import HoldDown
 from infaas_sim.placement import KindRoom, TickRoom, replica_units
 from infaas_sim.policy import (
     Action,
-    AddWorker,
     Decision,
     Load,
     LoadThenServe,
     Policy,
     Reject,
-    RemoveWorker,
     Serve,
     SetBatch,
     Unload,
@@ -162,7 +160,7 @@ from infaas_sim.policy import (
 from infaas_sim.query import Application, Query, Requirement
 from infaas_sim.sizing import BATCH_SLO_SHARE, replica_cost_per_hour
 from infaas_sim.variant import Variant
-from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerState, WorkerView
+from infaas_sim.view import ClusterView, InstanceState, InstanceView, WorkerView
 from policies.infaas_common import (
     Option,
     capacity,
@@ -174,6 +172,7 @@ from policies.infaas_common import (
     replicas_for,
     saturation_throughput,
 )
+from policies.infaas_vm import SCALE_OUT, VmAutoscaler
 
 _READY = InstanceState.READY
 _LOADING = InstanceState.LOADING
@@ -262,7 +261,7 @@ class InfaasPolicy(Policy):
         rightsize_cooldown_s: float = 60.0,
         vm_scale_out: str = "one",
     ) -> None:
-        if vm_scale_out not in ("one", "demand"):
+        if vm_scale_out not in SCALE_OUT:
             raise self.error(f"vm_scale_out must be 'one' or 'demand', got {vm_scale_out!r}")
         for key, val in (("tick_s", tick_s), ("vm_period_s", vm_period_s), ("rate_window_s", rate_window_s),
                          ("blacklist_s", blacklist_s), ("upgrade_load_ratio", upgrade_load_ratio),
@@ -333,6 +332,8 @@ class InfaasPolicy(Policy):
         self.rightsize_margin = float(rightsize_margin)
         self.rightsize_cooldown_s = float(rightsize_cooldown_s)
         self.vm_scale_out = vm_scale_out
+        self.vm = VmAutoscaler(self.vm_period_s, self.high_util, self.vm_low_util, self.vm_quiet_checks,
+                               self.vm_backoff_s, vm_scale_out)  # fmt: skip
         # --- state, keyed by variant index / worker id / instance id ---------------------
         self._catalog: Catalog | None = None
         self._kinds: list[HardwareKind] = []  # hardware kinds the cluster can start
@@ -365,15 +366,7 @@ class InfaasPolicy(Policy):
         self._dg: HoldDown[int] = HoldDown()  # per variant: downgrade (rightsize) checks in a row
         self._rs_since: dict[int, float] = {}  # per variant: when a rightsizing made it the target
         self._trans: dict[int, _Transition] = {}  # by source variant
-        self._want_room: dict[HardwareKind, int] = {}
-        # vm_scale_out="demand": workers the replicas the model autoscaler could not place need,
-        # this tick (summed) and the most of any tick since the VM autoscaler last ran
-        self._want_workers: dict[HardwareKind, float] = {}
-        self._want_peak: dict[HardwareKind, float] = {}
-        self._quiet: dict[int, int] = {}
-        self._vm_cooldown: Cooldown[HardwareKind] = Cooldown(self.vm_backoff_s)  # per kind, after an action
         self._last_tick = 0.0
-        self._last_vm = 0.0
 
     # --- binding to a catalog and cluster --------------------------------------------------
     def _bind(self, view: ClusterView) -> Catalog:
@@ -796,19 +789,16 @@ class InfaasPolicy(Policy):
         room = TickRoom(view, None if self.price_aware else self.replicas_per_worker)
         if view.unplaced():
             for kind in self._route_kinds:
-                self._want_room[kind] = self._want_room.get(kind, 0) + 1
+                self.vm.want_room(kind)
         self._route_kinds.clear()
         self._update_slos(view)
         self._advance_transitions(view, room, actions)
         self._model_autoscale(view, room, actions, dt)
         self._cold_starts(view, room, actions)
         self._missed.clear()
-        for kind, w in self._want_workers.items():
-            self._want_peak[kind] = max(w, self._want_peak.get(kind, 0.0))
-        self._want_workers.clear()
-        if now - self._last_vm >= self.vm_period_s - 1e-9:
-            self._last_vm = now
-            self._vm_autoscale(view, room, actions, allow_add=True)
+        self.vm.end_tick()
+        if self.vm.due(now):
+            self.vm.run(view, self._kinds, actions, True, lambda w: self._releasable(view, w))
         self._prune(view)
         return actions
 
@@ -827,9 +817,7 @@ class InfaasPolicy(Policy):
         assert self._catalog is not None
         v = self._catalog.variants[vi]
         kind = v.hardware
-        start = view.instance_type_for(kind).startup_s
-        first = max(0.0, self._vm_cooldown.until(kind) - view.now) + start
-        step = 0.0 if self.vm_scale_out == "demand" else self.vm_backoff_s
+        first, step = self.vm.first_worker_in(kind, view.now, view.instance_type_for(kind).startup_s)
         return room.wait_s(v, vi, n, first, step)
 
     def _stopgap(self, view: ClusterView, room: TickRoom, actions: list[Action], vi: int, n: int, dst: int) -> None:
@@ -880,10 +868,10 @@ class InfaasPolicy(Policy):
             wid = self._evict_for(view, room, actions, v, protect)
         if wid is None:
             if request:
-                self._want_room[v.hardware] = self._want_room.get(v.hardware, 0) + 1
+                self.vm.want_room(v.hardware)
                 per = room.per_worker(v, vi)
                 if per > 0:
-                    self._want_workers[v.hardware] = self._want_workers.get(v.hardware, 0.0) + rest / per
+                    self.vm.want_workers(v.hardware, rest / per)
             return False
         actions.append(Load(v.variant_id, worker_id=wid, max_batch=self._batch_limit(vi), allow_new_worker=False))
         self._mark_running(vi)
@@ -1171,47 +1159,6 @@ class InfaasPolicy(Policy):
                 self._cold_slo.pop(vi, None)
 
     # --- VM level --------------------------------------------------------------------------
-    def _vm_autoscale(self, view: ClusterView, room: TickRoom, actions: list[Action], allow_add: bool) -> None:
-        now = view.now
-        live_ids: set[int] = set()
-        for kind in self._kinds:
-            ws = view.workers(kind)
-            active = [w for w in ws if w.state in (WorkerState.READY, WorkerState.STARTING)]
-            ready = [w for w in active if w.state is WorkerState.READY]
-            utils = {w.wid: view.utilisation(w.wid, self.vm_period_s) for w in ready}
-            for w in ready:
-                live_ids.add(w.wid)
-                self._quiet[w.wid] = self._quiet.get(w.wid, 0) + 1 if utils[w.wid] < self.vm_low_util else 0
-            want = self._want_room.pop(kind, 0)
-            peak = self._want_peak.pop(kind, 0.0)
-            if not self._vm_cooldown.ready(kind, now):
-                if want:
-                    self._want_room[kind] = want  # keep asking after the back-off
-                    self._want_peak[kind] = peak
-                continue
-            hot = bool(ready) and all(u > self.high_util[kind] for u in utils.values())
-            if allow_add and (want or hot) and len(active) < view.max_workers(kind):
-                # the released rule: one worker, then the back-off; "demand": the workers the
-                # unplaced replicas need, in one step (issue 16: at 10k QPS one per 30 s rejects 90%)
-                n = max(1, math.ceil(peak - 1e-9)) if self.vm_scale_out == "demand" else 1
-                n = min(n, view.max_workers(kind) - len(active))
-                for _ in range(n):
-                    actions.append(AddWorker(view.instance_type_for(kind).name))
-                self._vm_cooldown.acted(kind, now)
-                continue
-            if len(active) <= view.min_workers(kind):
-                continue
-            quiet = [
-                w for w in ready if self._quiet.get(w.wid, 0) >= self.vm_quiet_checks and self._releasable(view, w)
-            ]
-            if quiet:
-                w = min(quiet, key=lambda x: (len(x.instance_views()), utils[x.wid], x.wid))
-                actions.append(RemoveWorker(w.wid))
-                self._quiet.pop(w.wid, None)
-                self._vm_cooldown.acted(kind, now)
-        for wid in [k for k in self._quiet if k not in live_ids]:
-            del self._quiet[wid]
-
     def _releasable(self, view: ClusterView, w: WorkerView) -> bool:
         """No instance on ``w`` is the last copy of a variant still in use, or in a transition."""
         now = view.now

@@ -538,9 +538,8 @@ class InfaasIlpPolicy(InfaasPolicy):
         self._cold_starts(view, room, actions)
         self._missed.clear()
         self._route_kinds.clear()
-        if now - self._last_vm >= self.vm_period_s - 1e-9:
-            self._last_vm = now
-            self._vm_autoscale(view, room, actions, allow_add=False)
+        if self.vm.due(now):
+            self.vm.run(view, self._kinds, actions, False, lambda w: self._releasable(view, w))
         self._prune(view)
         return actions
 

@@ -47,7 +47,8 @@ def test_bench_plan_plans_a_few_candidates(tmp_path: Path) -> None:
 
 
 def test_bench_infaas_prints_route_latency_and_the_ilp_gap() -> None:
-    out = bench("benchmarks/bench_infaas.py", "--calls", "1000", "--trace", "synthetic", "--instances", "100")
+    out = bench("benchmarks/bench_infaas.py", "--calls", "1000", "--trace", "synthetic", "--instances", "100",
+                "--compare-seconds", "120")  # fmt: skip
     assert "ILP solve time" in out and "cost gap" in out
 
 
