@@ -7,6 +7,7 @@ linearly and extrapolated with the last segment's slope.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -81,9 +82,15 @@ def cpu_latency_factor(profiled_cores: float, cores: float, p: float = CPU_PARAL
     return ((1 - p) + p / cores) / ((1 - p) + p / profiled_cores)
 
 
+#: A CPU latency profile: ms of ``variant`` on ``cores`` at ``batch``.
+LatencyFn = Callable[[Variant, float, int], float]
+
+
 def amdahl_latency_ms(variant: Variant, cores: float, batch: int) -> float:
     """Latency of ``variant`` on ``cores`` at ``batch`` by the Amdahl model from its own row
-    alone (its profiled allocation): what Themis's and InfAdapter's profilers are given."""
+    alone (its profiled allocation). A policy planning on a catalog reads the catalog's per-core
+    profile instead (:meth:`~infaas_sim.catalog.Catalog.cpu_latency_ms`, what the cluster runs
+    resized replicas at); this is for a variant outside any catalog."""
     return variant.latency_ms(batch) * cpu_latency_factor(variant.allocation, cores)
 
 

@@ -36,8 +36,9 @@ Deviations, each with its reason
     catalog has InfAdapter's ResNet-18/34/50/101/152 among them.
   - Profiled capacity: a replica of c cores serves 1000 b / l(c, b) per second at the largest
     batch b whose latency fits half the SLO (the rest is queueing headroom), with l(c, b) the
-    catalog's latency scaled to c cores (:func:`infaas_sim.variant.amdahl_latency_ms`);
-    InfAdapter measured it by load tests
+    catalog's per-core profile (``Catalog.cpu_latency_ms``, the latency the cluster runs a
+    replica of c cores at; until 2026-12-02 the variant's own row scaled by an Amdahl law,
+    up to 50% optimistic at 8 cores on the measured catalog); InfAdapter measured it by load tests
     at the 750 ms p99 SLO.
   - A worker (VM) has ``max_replica_cores`` vCPUs, so an allocation of n_m cores runs as
     full replicas of ``max_replica_cores`` and one for the remainder (InfAdapter ran one pod
@@ -66,7 +67,7 @@ from infaas_sim.hysteresis import HoldDown
 from infaas_sim.placement import Room
 from infaas_sim.policy import Action, Decision, Load, Policy, Reject, Serve, Unload, WorkloadHint, register_policy
 from infaas_sim.query import Application, Query
-from infaas_sim.variant import Variant, amdahl_latency_ms
+from infaas_sim.variant import LatencyFn, Variant, amdahl_latency_ms
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import release_idle_workers
 from policies.forecast.base import Forecaster, make_forecaster
@@ -94,31 +95,32 @@ class VariantModel:
         return max(0.0, self.capacity_factor * (self.k1 * cores + self.k2))
 
 
-def serving_batch_at(v: Variant, cores: float, slo_ms: float) -> int | None:
-    """The largest batch whose latency on ``cores`` fits the batch's share of the SLO (1 if
-    only batch 1 fits the whole SLO); None if not even batch 1 does."""
-    if amdahl_latency_ms(v, cores, 1) > slo_ms:
+def serving_batch_at(v: Variant, cores: float, slo_ms: float, lat: LatencyFn = amdahl_latency_ms) -> int | None:
+    """The largest batch whose latency on ``cores`` (by the profile ``lat``) fits the batch's
+    share of the SLO (1 if only batch 1 fits the whole SLO); None if not even batch 1 does."""
+    if lat(v, cores, 1) > slo_ms:
         return None
     best = 1
     for b in range(1, v.max_batch + 1):
-        if amdahl_latency_ms(v, cores, b) <= BATCH_SLO_SHARE * slo_ms:
+        if lat(v, cores, b) <= BATCH_SLO_SHARE * slo_ms:
             best = b
     return best
 
 
-def profiled_capacity(v: Variant, cores: float, slo_ms: float) -> float:
+def profiled_capacity(v: Variant, cores: float, slo_ms: float, lat: LatencyFn = amdahl_latency_ms) -> float:
     """Queries per second one replica of ``cores`` sustains within the SLO (0 if none)."""
-    b = serving_batch_at(v, cores, slo_ms)
-    return 0.0 if b is None else 1000.0 * b / amdahl_latency_ms(v, cores, b)
+    b = serving_batch_at(v, cores, slo_ms, lat)
+    return 0.0 if b is None else 1000.0 * b / lat(v, cores, b)
 
 
 def fit_variant(vi: int, v: Variant, slo_ms: float, min_cores: int, max_replica_cores: int,
-                capacity_factor: float = 0.8) -> VariantModel | None:  # fmt: skip
-    """Fit capacity(c) = k1 c + k2 on the profiled points; None if no core count meets the SLO."""
-    cores = [c for c in range(max(1, min_cores), max_replica_cores + 1) if profiled_capacity(v, c, slo_ms) > 0]
+                capacity_factor: float = 0.8, lat: LatencyFn = amdahl_latency_ms) -> VariantModel | None:  # fmt: skip
+    """Fit capacity(c) = k1 c + k2 on the points the profile ``lat`` gives; None if no core
+    count meets the SLO."""
+    cores = [c for c in range(max(1, min_cores), max_replica_cores + 1) if profiled_capacity(v, c, slo_ms, lat) > 0]
     if not cores:
         return None
-    caps = [profiled_capacity(v, c, slo_ms) for c in cores]
+    caps = [profiled_capacity(v, c, slo_ms, lat) for c in cores]
     if len(cores) == 1:
         k1, k2 = caps[0] / cores[0], 0.0
     else:
@@ -275,6 +277,9 @@ class InfAdapterPolicy(Policy):
         self.models: list[VariantModel] = []
         self.variants: list[Variant] = []
         self.per_replica = 8
+        # The CPU profile it plans with: the catalog's per-core profile (set-up binds it), the
+        # latency the cluster runs a replica of that many cores at.
+        self._lat: LatencyFn = amdahl_latency_ms
         self.target: Plan | None = None  # the plan being applied
         self.shares: list[float] = []  # active traffic shares (the last plan whose replicas are all ready)
         self.retiring: set[int] = set()  # instance ids replaced by the target plan
@@ -297,13 +302,14 @@ class InfAdapterPolicy(Policy):
         if app.requirement.slo_ms is None:
             raise self.error(f"application {app.name!r} has no latency SLO")
         self.slo_ms = float(app.requirement.slo_ms)
+        self._lat = view.catalog.cpu_latency_ms
         vcpus = view.instance_type_for(HardwareKind.CPU).vcpus
         self.per_replica = self.max_replica_cores if self.max_replica_cores is not None else vcpus
         if self.per_replica > vcpus:
             raise self.error(f"max_replica_cores {self.per_replica} exceeds the CPU worker's {vcpus} vCPUs")
         for vi in self._pool(view, app):
             v = view.catalog.variants[vi]
-            m = fit_variant(vi, v, self.slo_ms, self.min_cores, self.per_replica, self.capacity_factor)
+            m = fit_variant(vi, v, self.slo_ms, self.min_cores, self.per_replica, self.capacity_factor, self._lat)
             if m is not None:
                 self.models.append(m)
                 self.variants.append(v)
@@ -340,7 +346,7 @@ class InfAdapterPolicy(Policy):
             if v.hardware is not HardwareKind.CPU or not self.family.fullmatch(v.architecture):
                 continue
             old = best.get(v.architecture)
-            if old is None or amdahl_latency_ms(v, 4, 1) < amdahl_latency_ms(catalog.variants[old], 4, 1):
+            if old is None or catalog.cpu_latency_ms(v, 4, 1) < catalog.cpu_latency_ms(old, 4, 1):
                 best[v.architecture] = i
         if not best:
             raise self.error(f"no CPU variant of family {self.family.pattern!r} meets {req.describe()}")
@@ -363,7 +369,7 @@ class InfAdapterPolicy(Policy):
             self.share_log.append((now, tuple(shares)))
 
     def _load_action(self, j: int, cores: int) -> Load:
-        b = serving_batch_at(self.variants[j], cores, self.slo_ms) or 1
+        b = serving_batch_at(self.variants[j], cores, self.slo_ms, self._lat) or 1
         return Load(self.models[j].variant_id, cores=float(cores), max_batch=b, allow_new_worker=True)
 
     # --- per query ---------------------------------------------------------------------

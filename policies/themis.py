@@ -60,13 +60,13 @@ Deviations, each with its reason
     Themis does not state its label's rise; ``surge_rise`` 0.2, because at 0.1 the
     second-to-second noise of the real trace alone flags about 80% of the loops on Themis's
     slice (0.2: about 25%).
-  - Profiled points come from the catalog: the variant's latency at its profiled cores,
-    scaled to other core counts by the cluster's Amdahl model
-    (:func:`~infaas_sim.variant.amdahl_latency_ms`). The cluster runs resized replicas at the catalog's
-    per-core profile (``Catalog.cpu_latency_ms``: interpolated in 1/cores between the CPU rows
-    of the same model); the default catalog's rows follow the same Amdahl law, so on it the
-    two agree exactly. A profiled catalog with measured rows would differ: then use
-    ``view.catalog.cpu_latency_ms``.
+  - Profiled points come from the catalog's per-core profile (``Catalog.cpu_latency_ms``:
+    the CPU rows of the same model, measured at 1 and 2 cores and fitted at 4 and 8 on the
+    default catalog, interpolated in 1/cores between them), the latency the cluster runs a
+    replica of that many cores at: what Themis's offline profiling on the cluster measures.
+    Until 2026-12-02 they were the variant's own row scaled by an Amdahl law, which on the
+    measured catalog was up to 50% optimistic at 8 cores (resnet18 at 1 core: 10.0 ms
+    planned, 15.2 ms run), so the plans under-provisioned.
   - Dispatch: Themis has one FIFO queue per stage feeding batches to replicas (timeout
     50 ms); the cluster has a queue per replica, so queries go join-shortest-queue on the
     estimated wait and each replica batches up to the plan's batch, dispatching at once when
@@ -116,7 +116,7 @@ from infaas_sim.policy import (
     register_policy,
 )
 from infaas_sim.query import Application, Query
-from infaas_sim.variant import Variant, amdahl_latency_ms
+from infaas_sim.variant import LatencyFn, Variant, amdahl_latency_ms
 from infaas_sim.view import ClusterView, InstanceState, InstanceView
 from policies.baseline_common import pick_victims, release_idle_workers
 from policies.forecast.learned import LearnedForecaster
@@ -159,9 +159,10 @@ class LatencyModel:
         return cls(a, beta, g, z, pad_share * raw.ms(1, 1))
 
     @classmethod
-    def profile(cls, variant: Variant, pad_share: float = 0.1) -> LatencyModel:
+    def profile(cls, variant: Variant, pad_share: float = 0.1, lat: LatencyFn = amdahl_latency_ms) -> LatencyModel:
+        """Fit on the profile ``lat`` (a catalog's per-core profile) at Themis's grid."""
         batches = sorted({min(b, variant.max_batch) for b in PROFILE_BATCHES})
-        pts = [(c, b, amdahl_latency_ms(variant, c, b)) for c in PROFILE_CORES for b in batches]
+        pts = [(c, b, lat(variant, c, b)) for c in PROFILE_CORES for b in batches]
         return cls.fit(pts, pad_share)
 
 
@@ -403,6 +404,8 @@ class ThemisPolicy(Policy):
             else None
         )
         self.app: Application | None = None
+        # the CPU profile it plans with: the catalog's per-core profile (set-up binds it)
+        self._lat: LatencyFn = amdahl_latency_ms
         self.stages: list[StageState] = []
         self.slo_ms = math.inf
         self.horizontal_since: float | None = None
@@ -430,6 +433,7 @@ class ThemisPolicy(Policy):
         if app.slo_ms is None:
             raise self.error(f"application {app.name!r} has no latency SLO")
         self.slo_ms = float(app.slo_ms)
+        self._lat = view.catalog.cpu_latency_ms
         reqs = app.stages
         if self.variant_names != ["auto"] and len(self.variant_names) != len(reqs):
             raise self.error(f"variant names {len(self.variant_names)} variant(s) for {len(reqs)} stage(s)")
@@ -445,7 +449,7 @@ class ThemisPolicy(Policy):
         return actions
 
     def _stage(self, v: Variant) -> Stage:
-        return Stage(LatencyModel.profile(v, self.pad), v.memory_mb / 1024, v.max_batch)
+        return Stage(LatencyModel.profile(v, self.pad, self._lat), v.memory_mb / 1024, v.max_batch)
 
     def _pool(self, view: ClusterView, app: Application, k: int) -> list[int]:
         """Stage ``k``'s CPU candidates, one catalog row per model (its fastest), or the named one."""

@@ -21,6 +21,7 @@ from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.policy import make_policy
 from infaas_sim.query import Application, Level, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
+from infaas_sim.snapshot import view_from
 from infaas_sim.variant import Variant
 from policies.infadapter import (
     InfAdapterPolicy,
@@ -162,6 +163,24 @@ def test_capacity_is_fitted_linear_in_cores_and_min_cores_meets_the_slo() -> Non
         assert m.capacity(c) == pytest.approx(0.8 * profiled_capacity(v, c, 750.0), rel=0.15)
     assert m.capacity(1) == 0.0
     assert fit_variant(0, variant("huge", 0.8, 5000, 9000), 750.0, 2, 8) is None
+
+
+def test_the_profile_it_plans_with_is_the_catalogs_per_core_profile_the_cluster_runs_at() -> None:
+    # Two rows of one model, at 1 and 8 cores, that an Amdahl law from either row alone
+    # mispredicts: planning must read the catalog's profile (what the cluster runs), not the law.
+    one = Variant("m-1c", "resnet50", "cls", "ds", "fw", CPU, "fp32", 1, 1, 0.76, 1000, 500, 0.0, 100.0)
+    eight = Variant("m-8c", "resnet50", "cls", "ds", "fw", CPU, "fp32", 8, 1, 0.76, 1000, 500, 0.0, 40.0)
+    cat = Catalog([one, eight])
+    policy = make_policy("infadapter", max_total_cores=16)
+    assert isinstance(policy, InfAdapterPolicy)
+    view = view_from(cat, [], spec=SPEC)
+    policy.setup(view, [APP], {})
+    for m, v in zip(policy.models, policy.variants, strict=True):
+        for c in range(m.min_cores, 9):
+            want = 0.8 * 1000.0 / cat.cpu_latency_ms(v, c, 1)  # batch 1 only: capacity = 1 / latency
+            assert m.capacity(c) == pytest.approx(want, rel=0.2)
+    assert cat.cpu_latency_ms(one, 8, 1) == pytest.approx(40.0)  # the measured 8-core row
+    assert profiled_capacity(one, 8, 750.0) > 1.5 * profiled_capacity(one, 8, 750.0, cat.cpu_latency_ms)  # the law
 
 
 def test_an_allocation_runs_as_full_replicas_plus_one_for_the_remainder() -> None:

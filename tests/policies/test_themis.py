@@ -26,6 +26,7 @@ from infaas_sim.hardware import HardwareKind, InstanceType
 from infaas_sim.policy import Action, Load, Resize, Unload, make_policy
 from infaas_sim.query import Application, Level, Pipeline, Requirement
 from infaas_sim.simulation import ClusterSpec, RunResult, RunSpec, Workload, run_simulation
+from infaas_sim.snapshot import view_from
 from infaas_sim.variant import Variant, amdahl_latency_ms, cpu_latency_factor
 from infaas_sim.view import ClusterView
 from policies.themis import (
@@ -389,3 +390,18 @@ def test_themis_arms_compose_the_policy_in_their_mode(arm: str, mode: str) -> No
     assert isinstance(params, dict)
     policy = make_policy("themis", **{str(k): v for k, v in params.items()})
     assert isinstance(policy, ThemisPolicy) and policy.mode == mode
+
+
+def test_the_latency_model_is_fitted_on_the_catalogs_per_core_profile_the_cluster_runs_at() -> None:
+    # Rows of one model at 1 and 8 cores that an Amdahl law from one row mispredicts.
+    one = Variant("m-1c", "m", "cls", "ds", "fw", CPU, "fp32", 1, 1, 0.76, 1000, 500, 0.0, 100.0)
+    eight = Variant("m-8c", "m", "cls", "ds", "fw", CPU, "fp32", 8, 1, 0.76, 1000, 500, 0.0, 40.0)
+    cat = Catalog([one, eight])
+    policy = make_policy("themis")
+    assert isinstance(policy, ThemisPolicy)
+    policy.setup(view_from(cat, [], spec=SPEC), [APP], {})
+    (st,) = policy.stages
+    pad = st.stage.model.pad
+    for c in (1, 2, 4, 6):
+        assert st.stage.model.ms(c, 1) - pad == pytest.approx(cat.cpu_latency_ms(st.variant, c, 1), rel=0.05)
+    assert amdahl_latency_ms(one, 6, 1) < 0.7 * cat.cpu_latency_ms(one, 6, 1)  # what it planned with before
