@@ -2,8 +2,12 @@
 
 ``POST /v2/repository/models/{name}/load`` with ``{"parameters": {...}}``: the model as
 ``path`` (an ONNX file the server may read) or ``file:<anything>.onnx`` (its bytes, base64),
-plus ``task``, ``dataset`` and the declared ``accuracy``; the same keys may come as the JSON
-string ``config`` (what ``tritonclient``'s ``load_model(name, config=...)`` sends).
+plus ``task``, ``dataset`` and either the declared ``accuracy`` or a validation set, as
+``validation_path`` (an ``.npz`` the server may read) or ``validation_file`` (its bytes,
+base64), holding ``inputs`` (n examples of the model's input shape) and integer ``labels`` (n):
+then every generated variant's accuracy is measured on it (top-1), int8 ones included, and its
+inputs calibrate the int8 variants. The same keys may come as the JSON string ``config`` (what
+``tritonclient``'s ``load_model(name, config=...)`` sends).
 The request is checked at once (a bad file or parameter: 400, one line, the catalog
 unchanged); then, on a background thread, the variants this machine supports
 (onnxruntime fp32, ORT-optimised, int8 dynamic and static, at ``server.cores``) are generated
@@ -74,8 +78,13 @@ def parse_registration(name: str, params: Mapping[str, Any], folder: Path) -> tu
             raise RequestError("parameters.config must be a JSON object (a string)")
         params = {**extra, **{k: v for k, v in params.items() if k != "config"}}
     task, dataset = _text(params, "task"), _text(params, "dataset")
+    given = [k for k in ("accuracy", "validation_path", "validation_file") if k in params]
+    if len(given) != 1:
+        raise RequestError("parameters: give one of accuracy (declared), validation_path or validation_file (an .npz "
+                           f"of inputs and labels), got {given or 'none'}")  # fmt: skip
     acc = params.get("accuracy")
-    if isinstance(acc, bool) or not isinstance(acc, int | float) or not math.isfinite(acc) or not 0 <= acc <= 1:
+    if "accuracy" in params and (isinstance(acc, bool) or not isinstance(acc, int | float) or not math.isfinite(acc)
+                                 or not 0 <= acc <= 1):  # fmt: skip
         raise RequestError(f"parameters.accuracy must be the declared accuracy, a number in [0, 1], got {acc!r}")
     files = [k for k in params if k.startswith("file:")]
     if ("path" in params) == bool(files) or len(files) > 1:
@@ -96,8 +105,12 @@ def parse_registration(name: str, params: Mapping[str, Any], folder: Path) -> tu
         sig = read_signature(path) if path.is_file() else None
         if sig is None:
             raise RequestError(f"parameters.path: no file {str(path)!r} on the server")
-        sample = np.random.default_rng(0).random((16, *sig.input.shape)).astype(np.float32)
-        model = from_onnx_file(path, name, task, dataset, sample, declared_accuracy=float(acc))
+        validation = _validation(params, tuple(sig.input.shape)) if acc is None else None
+        # int8 calibration: the validation inputs where given (real data), else random ones
+        sample = (validation[0][:64] if validation is not None
+                  else np.random.default_rng(0).random((16, *sig.input.shape)).astype(np.float32))  # fmt: skip
+        model = from_onnx_file(path, name, task, dataset, sample, validation=validation,
+                               declared_accuracy=None if acc is None else float(acc))  # fmt: skip
     except RequestError:
         if upload is not None:
             upload.unlink(missing_ok=True)
@@ -109,6 +122,39 @@ def parse_registration(name: str, params: Mapping[str, Any], folder: Path) -> tu
         detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
         raise RequestError(f"parameters.{where}: {detail.splitlines()[0][:300]}") from None
     return Registration(name, task, dataset), model
+
+
+def _validation(params: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The validation set of a registration: (inputs as float32, labels as int64), checked."""
+    import io
+
+    key = "validation_path" if "validation_path" in params else "validation_file"
+    try:
+        if key == "validation_path":
+            src: Any = Path(_text(params, key)).expanduser()
+            if not src.is_file():
+                raise RequestError(f"parameters.{key}: no file {str(src)!r} on the server")
+        else:
+            src = io.BytesIO(base64.b64decode(str(params[key]), validate=True))
+        with np.load(src, allow_pickle=False) as npz:
+            if "inputs" not in npz or "labels" not in npz:
+                raise RequestError(f"parameters.{key}: the .npz needs arrays 'inputs' and 'labels', has {sorted(npz)}")
+            x, y = np.asarray(npz["inputs"]), np.asarray(npz["labels"])
+    except RequestError:
+        raise
+    except (binascii.Error, ValueError, OSError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RequestError(f"parameters.{key}: not an .npz of inputs and labels ({detail})") from None
+    want = tuple(shape)
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise RequestError(f"parameters.{key}: inputs of shape {list(x.shape)} do not match the model's input "
+                           f"[n, {', '.join(str(d) for d in want)}]")  # fmt: skip
+    if len(x) < 1 or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise RequestError(f"parameters.{key}: labels must be {len(x)} integers (one per input), got shape "
+                           f"{list(y.shape)} of {y.dtype}")  # fmt: skip
+    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        raise RequestError(f"parameters.{key}: inputs must be finite numbers")
+    return x.astype(np.float32), y.astype(np.int64)
 
 
 @dataclass(frozen=True)

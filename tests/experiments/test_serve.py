@@ -318,6 +318,56 @@ def test_register_a_model_while_serving(server: Serving, tmp_path: Path) -> None
     assert "register" in actions and "mine-ort-fp32" in actions
 
 
+def test_registering_with_a_validation_set_measures_each_variants_accuracy(server: Serving, tmp_path: Path) -> None:
+    import base64
+    import io
+    import shutil
+    import time
+
+    import onnxruntime as ort
+
+    artifacts = server.bridge.executor.artifacts  # type: ignore[attr-defined]
+    onnx = tmp_path / "val.onnx"
+    shutil.copy(artifacts["digits-linear-ort-fp32-1c"].path, onnx)
+    x, y = digits(200)
+    val = tmp_path / "val.npz"
+    np.savez(val, inputs=x, labels=y)
+    base = {"path": str(onnx), "task": "digit-classification", "dataset": "digits"}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        def load(name: str, **extra: Any) -> httpx.Response:
+            return http.post(f"/v2/repository/models/{name}/load", json={"parameters": {**base, **extra}})
+
+        buf = io.BytesIO()
+        np.savez(buf, inputs=x[:, :10], labels=y)  # the wrong input shape
+        bad = {
+            "both": load("val", accuracy=0.5, validation_path=str(val)),
+            "neither": load("val"),
+            "shape": load("val", validation_file=base64.b64encode(buf.getvalue()).decode()),
+            "not_npz": load("val", validation_file=base64.b64encode(b"not an npz").decode()),
+            "missing": load("val", validation_path=str(tmp_path / "none.npz")),
+        }
+        assert {k: r.status_code for k, r in bad.items()} == dict.fromkeys(bad, 400)
+        assert bad["both"].json()["error"].startswith("parameters: give one of accuracy")
+        assert "do not match the model's input [n, 64]" in bad["shape"].json()["error"]
+        assert bad["not_npz"].json()["error"].startswith("parameters.validation_file: not an .npz")
+        assert bad["missing"].json()["error"].startswith("parameters.validation_path: no file")
+        assert load("val", validation_path=str(val)).status_code == 200
+        meta = http.get("/v2/models/val").json()
+        while meta["parameters"].get("state") == "profiling":
+            time.sleep(0.05)
+            meta = http.get("/v2/models/val").json()
+        assert meta["parameters"]["ready"] is True, meta
+    ours = [v for v in server.catalog.variants if v.architecture == "val"]
+    assert "fp32" in {v.precision for v in ours} and any(v.precision.startswith("int8") for v in ours)
+    fp32 = next(v for v in ours if v.precision == "fp32" and "opt" not in v.variant_id)
+    # measured: the fp32 variant's top-1 on the 200 examples, as onnxruntime itself gives it
+    sess = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    top1 = float(np.mean(np.argmax(sess.run(None, {sess.get_inputs()[0].name: x})[0], axis=1) == y))
+    assert fp32.accuracy == pytest.approx(top1)
+    assert all(0.5 < v.accuracy <= 1.0 and "accuracy measured" in v.source for v in ours), [
+        (v.variant_id, v.accuracy, v.source) for v in ours]
+
+
 def test_online_reprofiling_updates_the_profile_the_policy_reads(
     catalog: Path, config: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
