@@ -3,9 +3,11 @@
 Every request gets exactly one response. Status codes: 200 served; 400 a malformed request
 (its field named) or an impossible requirement (the catalog's reason, as the simulator
 records it); 404 a name that is no variant, architecture or task; 503 admission or the policy
-turned the query away (its reason), or the server is stopping; 500 the batch failed (its
-fault). Errors are the protocol's ``{"error": "..."}``. A request whose client leaves before its
-answer is counted as ``abandoned`` (its query still has its record).
+turned the query away (its reason), the server is stopping, or it sheds load (more than
+``server.max_inflight`` inference requests in flight: answered at once, before the body is read,
+counted as ``shed``); 500 the batch failed (its fault). Errors are the protocol's
+``{"error": "..."}``. A request whose client leaves before its answer is counted as
+``abandoned`` (its query still has its record).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,9 +139,47 @@ def _parameters(service: Service, out: Outcome, app_name: str, slo_ms: float | N
     }  # fmt: skip
 
 
-def make_app(service: Service) -> FastAPI:
+class Shedder:
+    """ASGI middleware: an inference request (``POST .../infer``) that arrives while ``limit``
+    are in flight is answered 503 at once, before its body is read or parsed, and counted by
+    ``on_shed`` (0: no limit). The cheapest answer the server can give: past its capacity the
+    rest of a request's work (JSON, tensors, the cluster) is what it cannot afford."""
+
+    def __init__(self, app: Any, limit: int, on_shed: Callable[[], None]) -> None:
+        self.app = app
+        self.limit = limit
+        self.on_shed = on_shed
+        self.inflight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (not self.limit or scope["type"] != "http" or scope["method"] != "POST"
+                or not scope["path"].endswith("/infer")):  # fmt: skip
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.limit:
+            self.on_shed()
+            body = json.dumps({"error": f"the server is overloaded: {self.inflight} inference requests in flight "
+                                        f"(server.max_inflight = {self.limit}); try again later"}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+
+def make_app(service: Service, max_inflight: int = 0) -> FastAPI:
     app = FastAPI(title="infaas-serve", version=SERVER_VERSION, docs_url=None, redoc_url=None)
     bridge, tele = service.bridge, service.telemetry
+
+    def shed() -> None:
+        service.tally["shed"] += 1
+        tele.count("shed", 503)
+
+    app.add_middleware(Shedder, limit=max_inflight, on_shed=shed)
 
     def answer(status: str, code: int, message: str) -> JSONResponse:
         service.tally[status] += 1

@@ -70,6 +70,11 @@ class ServerConfig:
     max_batch: int = 8
     figures: bool = False  # draw the run's figures into the output folder on shutdown
     log_level: str = "warning"  # uvicorn's
+    # Load shedding at the HTTP level: an inference request arriving while this many are in
+    # flight is answered 503 at once, before its body is read or parsed (0: no limit). Past the
+    # server's capacity requests otherwise queue in the event loop, unanswered for seconds, and
+    # the open connections pile up (at 3x capacity clients ran out of sockets).
+    max_inflight: int = 256
     # Online re-profiling (infaas_sim/reprofile.py): a batch size's profile becomes the median
     # served latency (the rest of its table scaled alike) once that is off by more than the
     # margin for this many batches. A wider margin than a simulated run's (run.reprofile):
@@ -85,6 +90,8 @@ class ServerConfig:
             raise ConfigError("config: server.drain_s must be >= 0 and server.sample_s > 0")
         if self.max_batch < 1 or not self.cores or not self.family:
             raise ConfigError("config: server.max_batch must be >= 1, server.cores and server.family non-empty")
+        if self.max_inflight < 0:
+            raise ConfigError(f"config: server.max_inflight must be >= 0 (0: no limit), got {self.max_inflight}")
         if not self.reprofile_margin > 0 or self.reprofile_batches < 1:
             raise ConfigError("config: server.reprofile_margin must be > 0 and server.reprofile_batches >= 1")
 
@@ -207,7 +214,7 @@ class Serving:
         self.service = Service(self.bridge, read_signatures(artifacts, catalog.index_of),
                                Telemetry(), registry_dir=self.out_dir / "registered", cores=self.config.cores,
                                max_batch=self.config.max_batch)  # fmt: skip
-        self.app = make_app(self.service)
+        self.app = make_app(self.service, self.config.max_inflight)
         self.sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
