@@ -58,6 +58,14 @@ def test_bench_serving_overhead_compares_served_with_bare() -> None:
     assert "bare onnxruntime loop" in out and "ratio served / bare" in out
 
 
+def test_the_http_overhead_benchmark_compares_served_through_http_with_bare() -> None:
+    pytest.importorskip("onnxruntime", reason="the HTTP overhead benchmark runs ONNX Runtime")
+    pytest.importorskip("aiohttp", reason="its clients are aiohttp (the serve extra)")
+    out = bench("-m", "experiments.serving.overhead", "--model", "resnet-tiny", "--batch", "4", "--seconds", "1",
+                "--clients", "2")  # fmt: skip
+    assert "bare onnxruntime loop" in out and "of bare (target >= 80%)" in out
+
+
 def test_bench_serving_overhead_refuses_a_run_shorter_than_its_warm_up() -> None:
     res = subprocess.run([sys.executable, "benchmarks/bench_serving_overhead.py", "--seconds", "0.5"], cwd=ROOT,
                          capture_output=True, text=True)  # fmt: skip
