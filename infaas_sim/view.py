@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 from infaas_sim.errors import ConfigError
@@ -142,12 +143,17 @@ _NO_VARIANTS: Mapping[int, Sequence[InstanceView]] = {}
 
 
 class ClusterView:
-    """What a policy may read. Wraps the cluster; every method is a query."""
+    """What a policy may read. Wraps the cluster; every method is a query, and what it hands
+    out cannot change the cluster (mappings are read-only proxies of the live ones)."""
 
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "_routable", "_types")
 
     def __init__(self, cluster: Cluster) -> None:
         self._c = cluster
+        # Made once: a proxy follows the live mapping at no cost per call (routable_map is read
+        # on the per-query path).
+        self._routable: Mapping[int, Sequence[InstanceView]] = MappingProxyType(cluster.routable)
+        self._types: Mapping[str, InstanceType] = MappingProxyType(cluster.instance_types)
 
     @property
     def now(self) -> float:
@@ -159,7 +165,7 @@ class ClusterView:
 
     @property
     def instance_types(self) -> Mapping[str, InstanceType]:
-        return self._c.instance_types
+        return self._types
 
     def hardware_kinds(self) -> list[HardwareKind]:
         """The hardware kinds the cluster has an instance type for (``cluster.workers``)."""
@@ -213,9 +219,9 @@ class ClusterView:
     def routable_map(self) -> Mapping[int, Sequence[InstanceView]]:
         """Variant index -> its routable instances (:meth:`instances_of` for every variant at
         once; a variant with none may be absent or map to an empty list). Live: read it, keep
-        it no longer than the call that fetched it, and never change it. For per-query loops,
-        where ``routable_map().get(vi, ())`` saves a method call per variant."""
-        return self._c.routable
+        it no longer than the call that fetched it (a read-only view of the live mapping). For
+        per-query loops, where ``routable_map().get(vi, ())`` saves a method call per variant."""
+        return self._routable
 
     def instance(self, iid: int) -> InstanceView:
         return self._c.instances[iid]

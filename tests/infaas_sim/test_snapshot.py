@@ -61,3 +61,14 @@ def test_a_snapshot_that_cannot_be_built_says_why(tiny_catalog: Catalog) -> None
         view_from(tiny_catalog, [], rates=Rates(variants={"nope": 1.0}), spec=make_spec())
     with pytest.raises(ConfigError, match="does not fit on worker 0"):
         view_from(tiny_catalog, [WorkerData("cpu")], [InstanceData(cpu.variant_id, 0)] * 100, spec=make_spec())
+
+
+def test_what_the_view_hands_out_cannot_change_the_cluster(tiny_catalog: Catalog) -> None:
+    cpu = next(v for v in tiny_catalog.variants if v.hardware is CPU)
+    view = view_from(tiny_catalog, [WorkerData("cpu")], [InstanceData(cpu.variant_id, 0)], spec=make_spec())
+    vi = tiny_catalog.index_of[cpu.variant_id]
+    with pytest.raises(TypeError):
+        view.routable_map()[vi] = []  # type: ignore[index]
+    with pytest.raises(TypeError):
+        view.instance_types["cpu"] = view.instance_types["cpu"]  # type: ignore[index]
+    assert len(view.routable_map()[vi]) == 1  # a read-only view of the live mapping
