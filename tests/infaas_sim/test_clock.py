@@ -184,3 +184,21 @@ def test_posted_callbacks_run_on_the_loop_thread_at_wall_time() -> None:
     env.run(until=ev)
     assert ran and ran[0][0] == threading.current_thread().name
     assert 0.09 <= ran[0][1] < 0.5
+
+
+def test_the_clock_gives_executors_time_without_simpy() -> None:
+    env = simpy.Environment()
+    clock = Clock(env)
+    assert clock.now == 0.0 and not clock.realtime
+    done = clock.after(2.5)
+    pending = clock.pending()
+    calls: list[float] = []
+    clock.call_later(1.0, lambda: calls.append(clock.now))
+    env.run(until=3.0)
+    assert calls == [1.0] and done.processed and not pending.triggered  # type: ignore[attr-defined]
+    pending.succeed(7)
+    env.run(until=4.0)
+    assert pending.value == 7  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="wall-clock time"):
+        clock.post(print)  # only runtime threads on wall-clock time post
+    assert Clock(WallClockEnvironment()).realtime
