@@ -6,6 +6,7 @@ dict, so an experiment is reproducible from its saved config alone.
 
 from __future__ import annotations
 
+import functools
 import math
 import typing
 from collections.abc import Iterable, Mapping
@@ -61,11 +62,16 @@ def _flag(section: str, key: str, value: Any) -> bool:
     return value
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def _given(section: str, cls: type, cfg: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """The values ``cfg`` gives for ``cls``'s fields ``names``, each checked against the
     field's type (bool, int, float, str); a field the config leaves out keeps the dataclass's
     default, which is stated there and nowhere else."""
-    hints = typing.get_type_hints(cls)
+    hints = _field_types(cls)
     out: dict[str, Any] = {}
     for name in names:
         if name not in cfg:

@@ -150,8 +150,8 @@ class ClusterView:
 
     def __init__(self, cluster: Cluster) -> None:
         self._c = cluster
-        # Made once: a proxy follows the live mapping at no cost per call (routable_map is read
-        # on the per-query path).
+        # Made once: a proxy follows the live mapping, so none is built per call (routable_map is
+        # read on the per-query path; a lookup through it costs ~16 ns more than a dict's).
         self._routable: Mapping[int, Sequence[InstanceView]] = MappingProxyType(cluster.routable)
         self._types: Mapping[str, InstanceType] = MappingProxyType(cluster.instance_types)
 

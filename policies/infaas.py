@@ -292,7 +292,6 @@ class InfaasPolicy(Policy):
                idle_s, rightsize_cooldown_s) < 0:  # fmt: skip
             raise self.error("thresholds and periods must be >= 0")
         self.tick_s = self._period = float(tick_s)
-        self.vm_period_s = float(vm_period_s)
         self.rate_window_s = float(rate_window_s)
         self.slack = float(slack)
         self.loose_slo_ms = float(loose_slo_ms)
@@ -315,14 +314,6 @@ class InfaasPolicy(Policy):
         self.gpu_downgrade_load_share = float(gpu_downgrade_load_share)
         self.inf_downgrade_slo_factor = float(inf_downgrade_slo_factor)
         self.inf_downgrade_load_share = float(inf_downgrade_load_share)
-        self.high_util = {
-            HardwareKind.CPU: float(cpu_high_util),
-            HardwareKind.GPU: float(gpu_high_util),
-            HardwareKind.INFERENTIA: float(inf_high_util),
-        }
-        self.vm_low_util = float(vm_low_util)
-        self.vm_quiet_checks = int(vm_quiet_checks)
-        self.vm_backoff_s = float(vm_backoff_s)
         self.evict_idle_s = float(evict_idle_s)
         self.idle_s = float(idle_s)
         self.transition_timeout_s = float(transition_timeout_s)
@@ -331,9 +322,11 @@ class InfaasPolicy(Policy):
         self.price_aware = bool(price_aware)
         self.rightsize_margin = float(rightsize_margin)
         self.rightsize_cooldown_s = float(rightsize_cooldown_s)
-        self.vm_scale_out = vm_scale_out
-        self.vm = VmAutoscaler(self.vm_period_s, self.high_util, self.vm_low_util, self.vm_quiet_checks,
-                               self.vm_backoff_s, vm_scale_out)  # fmt: skip
+        # the VM-level autoscaler's rule and state (its parameters live there, not here too)
+        high_util = {HardwareKind.CPU: float(cpu_high_util), HardwareKind.GPU: float(gpu_high_util),
+                     HardwareKind.INFERENTIA: float(inf_high_util)}  # fmt: skip
+        self.vm = VmAutoscaler(float(vm_period_s), high_util, float(vm_low_util), int(vm_quiet_checks),
+                               float(vm_backoff_s), vm_scale_out)  # fmt: skip
         # --- state, keyed by variant index / worker id / instance id ---------------------
         self._catalog: Catalog | None = None
         self._kinds: list[HardwareKind] = []  # hardware kinds the cluster can start

@@ -61,6 +61,14 @@ def _text(params: Mapping[str, Any], key: str) -> str:
     return value.strip()
 
 
+def _base64(params: Mapping[str, Any], key: str) -> bytes:
+    """A file sent in a parameter as base64."""
+    try:
+        return base64.b64decode(str(params[key]), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"parameters.{key} must be the file's bytes in base64") from None
+
+
 def parse_registration(name: str, params: Mapping[str, Any], folder: Path) -> tuple[Registration, RegisteredModel]:
     """Check a registration request and build the model to generate (blocking: ONNX parsing).
     Raises RequestError with the field for anything wrong; writes nothing but ``folder``'s
@@ -91,10 +99,7 @@ def parse_registration(name: str, params: Mapping[str, Any], folder: Path) -> tu
         raise RequestError("parameters: give the model as either path or one file:<name> (base64)")
     upload: Path | None = None
     if files:
-        try:
-            data = base64.b64decode(str(params[files[0]]), validate=True)
-        except (binascii.Error, ValueError):
-            raise RequestError(f"parameters.{files[0]} must be the file's bytes in base64") from None
+        data = _base64(params, files[0])
         folder.mkdir(parents=True, exist_ok=True)
         upload = folder / f"{name}.upload.onnx"
         upload.write_bytes(data)
@@ -135,20 +140,19 @@ def _validation(params: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[np.n
             if not src.is_file():
                 raise RequestError(f"parameters.{key}: no file {str(src)!r} on the server")
         else:
-            src = io.BytesIO(base64.b64decode(str(params[key]), validate=True))
+            src = io.BytesIO(_base64(params, key))
         with np.load(src, allow_pickle=False) as npz:
             if "inputs" not in npz or "labels" not in npz:
                 raise RequestError(f"parameters.{key}: the .npz needs arrays 'inputs' and 'labels', has {sorted(npz)}")
             x, y = np.asarray(npz["inputs"]), np.asarray(npz["labels"])
     except RequestError:
         raise
-    except (binascii.Error, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RequestError(f"parameters.{key}: not an .npz of inputs and labels ({detail})") from None
-    want = tuple(shape)
-    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+    if tuple(x.shape[1:]) != shape:
         raise RequestError(f"parameters.{key}: inputs of shape {list(x.shape)} do not match the model's input "
-                           f"[n, {', '.join(str(d) for d in want)}]")  # fmt: skip
+                           f"[n, {', '.join(str(d) for d in shape)}]")  # fmt: skip
     if len(x) < 1 or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise RequestError(f"parameters.{key}: labels must be {len(x)} integers (one per input), got shape "
                            f"{list(y.shape)} of {y.dtype}")  # fmt: skip
