@@ -11,7 +11,8 @@ time: the machine is shared, and each ratio is taken between figures of the same
 Each repeat runs, in turn:
 
 1. **the simulator**, in a child process of its own (so that its peak RSS is its own and the
-   floors count for nothing in it): ``run_experiment`` on the composed config, then
+   floors count for nothing in it): ``run_experiment`` on the composed config, streaming its
+   records to Parquet as the CLI does (the blocks written during the loop count in it), then
    ``outputs.write_run`` (no figures) into a temporary folder. Printed:
 
    - *run_experiment*: simulated queries per CPU second of the whole call (config checks,
@@ -108,7 +109,7 @@ def _instrument(marks: dict[str, float], on_enter: Callable[[], None], on_loop_e
             return super().run(until)
 
     def run_simulation(catalog: Any, workload: Any, policy: Any, executor: Any, cluster_spec: Any, run: Any,
-                       env: Any = None) -> Any:  # fmt: skip
+                       env: Any = None, records_to: Any = None) -> Any:  # fmt: skip
         on_enter()
         marks["sim0"] = time.process_time()
         if env is None:  # not a real-time executor's clock: ours, with the loop's start marked
@@ -121,7 +122,7 @@ def _instrument(marks: dict[str, float], on_enter: Callable[[], None], on_loop_e
             close()
 
         executor.close = timed_close
-        result = real(catalog, workload, policy, executor, cluster_spec, run, env=env)
+        result = real(catalog, workload, policy, executor, cluster_spec, run, env=env, records_to=records_to)
         marks["sim1"] = time.process_time()
         return result
 
@@ -130,7 +131,7 @@ def _instrument(marks: dict[str, float], on_enter: Callable[[], None], on_loop_e
 
 def child_run(args: argparse.Namespace) -> dict[str, Any]:
     """One timed simulator run; results written under ``args.out``."""
-    from experiments.outputs import write_run
+    from experiments.outputs import STREAM_NAME, write_run
     from infaas_sim.experiment import run_experiment
 
     cfg = _config(args)
@@ -138,7 +139,7 @@ def child_run(args: argparse.Namespace) -> dict[str, Any]:
     _instrument(marks, lambda: None, lambda: None)
     rss0 = peak_rss()
     t0 = time.process_time()
-    result = run_experiment(cfg)
+    result = run_experiment(cfg, records_to=Path(args.out) / STREAM_NAME)  # as the CLI runs
     t1 = time.process_time()
     rss, ru = peak_rss(), ru_maxrss()
     write_run(result, args.out, figures=False)
@@ -169,7 +170,7 @@ def child_trace(args: argparse.Namespace) -> dict[str, Any]:
 
     marks: dict[str, float] = {}
     _instrument(marks, tracemalloc.start, loop_end)
-    result = run_experiment(cfg)
+    result = run_experiment(cfg, records_to=Path(args.out) / "traced.parquet")
     peaks["run"] = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return {"queries": int(result.summary["queries"]), **peaks}

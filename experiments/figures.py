@@ -54,13 +54,20 @@ def plot_timeline(timeline: pd.DataFrame, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+_CDF_POINTS = 4096  # points of a latency CDF drawn (evenly spaced in rank)
+
+
 def plot_latency_cdf(queries: pd.DataFrame, path: Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     served = queries[queries["status"] == "served"]
     for app, grp in served.groupby("app", observed=True):
         lat = np.sort(grp["latency_ms"].to_numpy())
         if len(lat):
-            ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=str(app))
+            y = np.arange(1, len(lat) + 1) / len(lat)
+            if len(lat) > _CDF_POINTS:  # millions of points draw as the same line, slowly
+                keep = np.unique(np.linspace(0, len(lat) - 1, _CDF_POINTS).astype(np.int64))
+                lat, y = lat[keep], y[keep]
+            ax.plot(lat, y, label=str(app))
             slo = grp["slo_ms"].iloc[0]
             if np.isfinite(slo):
                 ax.axvline(slo, ls=":", lw=0.8, color=ax.lines[-1].get_color())

@@ -19,6 +19,8 @@ from typing import Any
 
 from infaas_sim.simulation import RunResult
 
+# The records a run streams into its folder as it goes; renamed queries.parquet when whole.
+STREAM_NAME = ".queries.parquet.partial"
 OUTPUT_FILES = ("queries.parquet", "timeline.parquet", "instances.parquet", "actions.csv")
 # Everything a run may leave in its folder (besides Hydra's own .hydra/ and run.log).
 RESULT_NAMES = (*OUTPUT_FILES, "summary.json", "figures", "error.txt")
@@ -62,6 +64,8 @@ def write_run(result: RunResult, out_dir: str | Path, figures: bool = True) -> P
     for p in stage.iterdir():
         p.replace(out / p.name)
     stage.rmdir()
+    if isinstance(result.records, Path):
+        result.records = out / "queries.parquet"
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(_clean(result.summary), indent=2, sort_keys=True))
     tmp.replace(out / "summary.json")
@@ -69,7 +73,10 @@ def write_run(result: RunResult, out_dir: str | Path, figures: bool = True) -> P
 
 
 def _write_files(result: RunResult, stage: Path, figures: bool) -> None:
-    result.queries.to_parquet(stage / "queries.parquet", index=False)
+    if isinstance(result.records, Path):  # streamed as the run went: moved, not rewritten
+        result.records = result.records.replace(stage / "queries.parquet")
+    else:
+        result.records.to_parquet(stage / "queries.parquet", index=False)
     result.timeline.to_parquet(stage / "timeline.parquet", index=False)
     result.instances.to_parquet(stage / "instances.parquet", index=False)
     # The csv module quotes what needs it, so any variant id (a comma, a quote) round-trips.
@@ -83,7 +90,12 @@ def _write_files(result: RunResult, stage: Path, figures: bool) -> None:
         (stage / "figures").mkdir()
         title = f"{result.summary.get('policy', '')}"
         plot_timeline(result.timeline, stage / "figures" / "timeline.png", title)
-        plot_latency_cdf(result.queries, stage / "figures" / "latency_cdf.png", title)
+        cdf = (
+            result.query_columns(["app", "status", "latency_ms", "slo_ms"])
+            if isinstance(result.records, Path)
+            else result.queries
+        )
+        plot_latency_cdf(cdf, stage / "figures" / "latency_cdf.png", title)
 
 
 def write_error(out_dir: str | Path, message: str) -> None:
@@ -93,4 +105,5 @@ def write_error(out_dir: str | Path, message: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     retire_previous(out)
     (out / "summary.json.tmp").unlink(missing_ok=True)  # a write this run began
+    (out / STREAM_NAME).unlink(missing_ok=True)  # records it streamed
     (out / "error.txt").write_text(message + "\n")

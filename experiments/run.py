@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.outputs import retire_previous, write_error, write_run
+from experiments.outputs import STREAM_NAME, retire_previous, write_error, write_run
 from infaas_sim import interrupt
 from infaas_sim.errors import InputError
 from infaas_sim.executor import EXECUTORS
@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     assert isinstance(plain, dict)
     try:
         with interrupt.stop_on_signals():
-            result = run_experiment({str(k): v for k, v in plain.items()})
+            result = run_experiment({str(k): v for k, v in plain.items()}, records_to=out_dir / STREAM_NAME)
             signum = interrupt.STOP.signum
     except InputError as exc:
         message = f"error: {exc}"

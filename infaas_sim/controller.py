@@ -41,7 +41,7 @@ class Controller:
         """A query arrives."""
         cluster = self.cluster
         now = cluster.env.now
-        self.recorder.arrived += 1
+        self.recorder.arrival()  # counted; every CHUNK outcomes, the records are packed
         cluster.app_meter.add(q.app.index, now)
         cluster.total_meter.add(0, now)
         self._route(q, now)

@@ -11,6 +11,7 @@ import math
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -197,8 +198,8 @@ def build_workload(
     trace = make_trace(str(name), **params)
     times = np.asarray(trace.arrivals(duration_s, np.random.default_rng([seed, 1])), dtype=float)
     app_index = np.asarray(
-        assign_apps(len(times), [a.share for a in apps], np.random.default_rng([seed, 2])), dtype=np.int64
-    )
+        assign_apps(len(times), [a.share for a in apps], np.random.default_rng([seed, 2])), dtype=np.int32
+    )  # 32-bit: 4 bytes a query fewer in an hour's 36M arrivals
     expected = declared_rates(workload_cfg or {}, apps, trace.expected_rate(duration_s)) if workload_cfg else None
     return Workload(apps, times, app_index, expected=expected)
 
@@ -268,9 +269,10 @@ def build_reprofile(cfg: Mapping[str, Any] | None) -> ReprofileSpec:
     return ReprofileSpec(**_given(where, ReprofileSpec, cfg, ("enabled", "margin", "batches")))
 
 
-def run_experiment(cfg: Mapping[str, Any]) -> RunResult:
+def run_experiment(cfg: Mapping[str, Any], records_to: Path | None = None) -> RunResult:
     """Run one experiment from a plain config dict (sections: trace, workload, catalog,
-    cluster, policy, executor, run)."""
+    cluster, policy, executor, run). ``records_to``: stream the per-query records to this
+    Parquet file (:func:`~infaas_sim.simulation.run_simulation`)."""
     _only("config", cfg, {"trace", "workload", "catalog", "cluster", "policy", "executor", "run", "outputs"})
     run = build_run(_section(cfg, "run"))
     catalog = Catalog.load(str(_section(cfg, "catalog").get("path", "default")))
@@ -284,4 +286,4 @@ def run_experiment(cfg: Mapping[str, Any]) -> RunResult:
     executor = make_executor(str(ex.get("name")), **dict(ex.get("params") or {}))
     workload = build_workload(_section(cfg, "trace"), apps, run.duration_s, run.seed, _section(cfg, "workload"))
     env = WallClockEnvironment() if executor.realtime else None
-    return run_simulation(catalog, workload, policy, executor, cluster, run, env=env)
+    return run_simulation(catalog, workload, policy, executor, cluster, run, env=env, records_to=records_to)

@@ -1,9 +1,12 @@
 """Outcome records, the per-second timeline, and the run summary.
 
 The recorder appends one tuple per outcome on the hot path (the cheapest append Python has)
-and, every ``CHUNK`` outcomes, packs them into typed NumPy columns (``_Columns``: about 130
-bytes an outcome, against about 1 KB as tuples), so in-loop memory stays bounded by the chunk
-plus the packed columns whatever the run's length; ``frame`` joins the chunks once at the end.
+and, every ``CHUNK`` outcomes, packs them into typed NumPy columns (about 130 bytes an
+outcome, against about 1 KB as tuples) handed on in query-id order
+(:mod:`infaas_sim.records`): kept and joined once at the end, or, with ``stream_to``, written
+to a Parquet file block by block and dropped, so that memory does not grow with the run's
+length. The summary and the timeline are computed from a :class:`~infaas_sim.records.Tally`
+of the records, the same whichever way they went.
 
 Pipelines: a query's record is written once, when its last stage completes (or a stage is
 rejected or fails). Its top-level latency components are sums over its stages, ``variant``,
@@ -38,67 +41,56 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from infaas_sim import records
 from infaas_sim.catalog import Catalog
 from infaas_sim.hardware import HardwareKind
-from infaas_sim.query import Application, Query, Status
+from infaas_sim.query import Application, Query
+from infaas_sim.records import (
+    FAILED as _FAILED,
+)
+from infaas_sim.records import (
+    QUERY_COLUMNS,
+    AccountingError,
+    Columns,
+    FrameBuilder,
+    InOrder,
+    ParquetSink,
+    Tally,
+    concat,
+    empty_columns,
+    pack,
+)
+from infaas_sim.records import (
+    REJECTED as _REJECTED,
+)
+from infaas_sim.records import (
+    SERVED as _SERVED,
+)
 
 if TYPE_CHECKING:
     from infaas_sim.cluster import Instance, Worker
 
-QUERY_COLUMNS = [
-    "qid",
-    "app",
-    "arrival",
-    "status",
-    "reason",
-    "variant",
-    "hardware",
-    "worker",
-    "instance",
-    "batch",
-    "exec_batch",
-    "queueing_ms",
-    "loading_ms",
-    "batching_ms",
-    "execution_ms",
-    "latency_ms",
-    "completion",
-    "slo_ms",
-    "slo_met",
-    "accuracy",
-    "stages",
-    "stage_variants",
-    "stage_latency_ms",
-    "stage_queueing_ms",
-    "stage_loading_ms",
-    "stage_batching_ms",
-    "stage_execution_ms",
-]
-_STAGE_LISTS = ("stage_queueing_ms", "stage_loading_ms", "stage_batching_ms", "stage_execution_ms")
-
-_SERVED, _REJECTED, _FAILED = 0, 1, 2
-
-#: Outcomes kept as tuples before they are packed into columns.
-CHUNK = 65_536
-# The record tuple's fields and the dtype each is packed as (the last, the stage log, as objects).
-_ROW_DTYPES = (np.int64, np.int64, np.float64, np.int64, object, np.int64, np.int64, np.int64, np.int64, np.int64,
-               np.float64, np.float64, np.float64, np.float64, np.float64, object)  # fmt: skip
-_STATUS_NAMES = [Status.SERVED.value, Status.REJECTED.value, Status.FAILED.value]
-
-
-class AccountingError(AssertionError):
-    """Some query that arrived has no outcome, or more than one."""
+__all__ = ["QUERY_COLUMNS", "AccountingError", "Recorder", "TimelineSampler", "instances_frame", "summarize",
+           "timeline_frame"]  # fmt: skip
 
 
 class Recorder:
-    """Collects exactly one outcome per query."""
+    """Collects exactly one outcome per query.
 
-    def __init__(self, catalog: Catalog, apps: Sequence[Application]) -> None:
+    ``stream_to``: a Parquet file to write the records to as the run goes (in id order, a
+    block at a time: :mod:`infaas_sim.records`), so that memory does not grow with the run's
+    length; without it the records are kept and :meth:`frame` returns them. Either way
+    :attr:`tally` holds what the summary and timeline need once :meth:`check_conservation`
+    has run.
+    """
+
+    def __init__(self, catalog: Catalog, apps: Sequence[Application], stream_to: Path | None = None) -> None:
         self.catalog = catalog
         self.apps = list(apps)
         self.arrived = 0
@@ -107,16 +99,21 @@ class Recorder:
         # the outcomes since the last pack; never packed while an outcome is being recorded
         # (only at an arrival), so a caller may read back what it just appended
         self.rows: list[tuple[Any, ...]] = []
-        self._packed: list[list[np.ndarray]] = []  # per chunk, one array per field
         self._n_packed = 0
         # One string object per distinct reason: a rejection costs a reference, not a string.
         # Reasons format their numbers to a few digits (wait 2.31 s, 2014 ms), so the distinct
         # texts are bounded whatever the run's length, even under sustained overload.
         self._reasons: dict[str, str] = {}
+        self.sink = ParquetSink(stream_to) if stream_to is not None else None
+        self._kept: list[Columns] = []  # in memory: blocks in id order
+        self._order = InOrder(self._take)
+        self._builder: FrameBuilder | None = None
+        self.tally: Tally | None = None
+        self._frame: pd.DataFrame | None = None
 
     def arrival(self) -> None:
         self.arrived += 1
-        if len(self.rows) >= CHUNK:
+        if len(self.rows) >= records.CHUNK:
             self._pack()
 
     @property
@@ -127,27 +124,32 @@ class Recorder:
     def _pack(self) -> None:
         if not self.rows:
             return
-        cols = list(zip(*self.rows, strict=True))
-        packed = []
-        for col, dtype in zip(cols, _ROW_DTYPES, strict=True):
-            if dtype is object:
-                arr = np.empty(len(col), dtype=object)
-                arr[:] = col
-            else:
-                arr = np.array(col, dtype=dtype)
-            packed.append(arr)
-        self._packed.append(packed)
+        cols = pack(self.rows)
         self._n_packed += len(self.rows)
         self.rows = []
+        self._order.add(cols)
 
-    def _columns(self) -> list[np.ndarray]:
-        """Every outcome so far, one array per record field."""
+    def _frames(self) -> FrameBuilder:
+        b = self._builder
+        if b is None or not b.fits(self.catalog, self.apps):
+            b = self._builder = FrameBuilder(self.catalog, self.apps)
+        return b
+
+    def _take(self, cols: Columns) -> None:
+        """A block in id order: written and counted (streaming) or kept."""
+        if self.sink is None:
+            self._kept.append(cols)
+            return
+        if self.tally is None:
+            self.tally = Tally()
+        frame = self._frames().frame(cols)
+        self.tally.add(frame)
+        self.sink.write(frame)
+
+    def _columns(self) -> Columns:
+        """Every outcome so far, one array per record field (in memory; for tests)."""
         self._pack()
-        if not self._packed:
-            return [np.array([], dtype=d) for d in _ROW_DTYPES]
-        if len(self._packed) > 1:
-            self._packed = [[np.concatenate(parts) for parts in zip(*self._packed, strict=True)]]
-        return self._packed[0]
+        return concat([*self._kept, *self._order._pending])
 
     def served_batch(
         self, batch: Sequence[Query], inst: Instance, start: float, end: float, inputs: int, due_at: float
@@ -222,87 +224,34 @@ class Recorder:
                           0.0, 0.0, 0.0, 0.0, now, None))  # fmt: skip
 
     def check_conservation(self) -> None:
-        """Every arrived query has exactly one outcome: arrivals = served + rejected + failed."""
+        """Every arrived query has exactly one outcome: arrivals = served + rejected + failed.
+        Also the end of the records: the rest is handed on, the stream closed, the tally made."""
         if self.outcomes != self.arrived:
             raise AccountingError(f"{self.arrived} queries arrived but {self.outcomes} outcomes were recorded")
-        ids = self._columns()[0]
-        if np.unique(ids).size != ids.size:
-            raise AccountingError("some query has more than one outcome")
+        self._pack()
+        self._order.flush()
+        if self.sink is not None:
+            self.sink.close(self._frames().frame(empty_columns()))
+            self.tally = self.tally or Tally()
+            return
+        self._frame = self._frames().frame(concat(self._kept))
+        self._kept = []
+        self.tally = Tally.of(self._frame)
+
+    def abort(self) -> None:
+        """The run failed: no records file is left to be mistaken for a run's."""
+        if self.sink is not None:
+            self.sink.abort()
 
     def frame(self) -> pd.DataFrame:
-        """Per-query records, sorted by query id, with names rather than indexes."""
-        cols = list(self._columns())
-        logs = cols.pop()  # stage logs: tuples of tuples, as objects
-        qid, app, arrival, status, reason, vi, wid, iid, batch, exec_batch, qu, lo, ba, ex, comp = cols
-        n = len(qid)
-        order = np.argsort(qid.astype(np.int64), kind="stable") if n else np.array([], dtype=np.int64)
-        app_i = app.astype(np.int64)[order] if n else np.array([], dtype=np.int64)
-        vi_i = vi.astype(np.int64)[order] if n else np.array([], dtype=np.int64)
-        variants = self.catalog.variants
-        var_names = np.array([v.variant_id for v in variants] + [""], dtype=object)
-        hw_names = np.array([v.hardware.value for v in variants] + [""], dtype=object)
-        accs = np.array([v.accuracy for v in variants] + [np.nan])
-        app_names = np.array([a.name for a in self.apps], dtype=object)
-        slos = np.array([a.slo_ms if a.slo_ms is not None else np.inf for a in self.apps])
-        status_i = status.astype(np.int64)[order] if n else np.array([], dtype=np.int64)
-        f = {
-            "qid": qid.astype(np.int64)[order] if n else np.array([], dtype=np.int64),
-            "app": pd.Categorical(app_names[app_i] if n else [], categories=[a.name for a in self.apps]),
-            "arrival": arrival.astype(float)[order] if n else np.array([]),
-            "status": pd.Categorical(np.array(_STATUS_NAMES, dtype=object)[status_i] if n else [],
-                                     categories=_STATUS_NAMES),
-            "reason": reason[order] if n else np.array([], dtype=object),
-        }  # fmt: skip
-        f["variant"] = pd.Categorical(var_names[vi_i] if n else [])
-        f["hardware"] = pd.Categorical(hw_names[vi_i] if n else [])
-        for name, arr, typ in (("worker", wid, np.int64), ("instance", iid, np.int64), ("batch", batch, np.int64),
-                               ("exec_batch", exec_batch, np.int64)):  # fmt: skip
-            f[name] = arr.astype(typ)[order] if n else np.array([], dtype=typ)
-        for name, arr in (("queueing_ms", qu), ("loading_ms", lo), ("batching_ms", ba), ("execution_ms", ex)):
-            f[name] = arr.astype(float)[order] * 1000 if n else np.array([])
-        completion = comp.astype(float)[order] if n else np.array([])
-        served = status_i == _SERVED
-        f["latency_ms"] = np.where(served, (completion - f["arrival"]) * 1000, np.nan)
-        f["completion"] = completion
-        f["slo_ms"] = slos[app_i] if n else np.array([])
-        f["slo_met"] = served & (np.asarray(f["latency_ms"]) <= np.asarray(f["slo_ms"]) + 1e-9)
-        f["accuracy"] = np.where(served, accs[vi_i], np.nan) if n else np.array([])
-        self._stage_columns(f, logs, order, served, accs, var_names)
-        frame = pd.DataFrame(f, columns=QUERY_COLUMNS)
-        frame["reason"] = frame["reason"].astype(object).where(frame["reason"].notna(), None)
-        return frame
-
-    def _stage_columns(
-        self,
-        f: dict[str, Any],
-        logs: np.ndarray,
-        order: np.ndarray,
-        served: np.ndarray,
-        accs: np.ndarray,
-        var_names: np.ndarray,
-    ) -> None:
-        """The per-stage list columns (None for single-model rows) and pipeline accuracy."""
-        n = len(order)
-        n_stages = np.array([len(a.stages) for a in self.apps], dtype=np.int64)
-        f["stages"] = n_stages[np.asarray(f["app"].codes, dtype=np.int64)] if n else np.array([], dtype=np.int64)
-        lists: dict[str, np.ndarray] = {
-            name: np.full(n, None, dtype=object) for name in ("stage_variants", "stage_latency_ms", *_STAGE_LISTS)
-        }
-        f.update(lists)
-        if not any(a.pipeline is not None for a in self.apps):
-            return  # no stage logs to read: skip the per-row loop
-        acc = np.asarray(f["accuracy"], dtype=float)
-        for pos, row in enumerate(order.tolist() if n else []):
-            log = logs[row]
-            if log is None:
-                continue
-            lists["stage_variants"][pos] = [str(var_names[r[0]]) for r in log]
-            lists["stage_latency_ms"][pos] = [(r[9] - r[8]) * 1000 for r in log]
-            for k, name in enumerate(_STAGE_LISTS):
-                lists[name][pos] = [r[4 + k] * 1000 for r in log]
-            if served[pos]:
-                acc[pos] = float(np.mean([accs[r[0]] for r in log]))
-        f["accuracy"] = acc
+        """Per-query records, sorted by query id, with names rather than indexes (read back
+        from the file when streamed)."""
+        if self.tally is None:
+            self.check_conservation()
+        if self.sink is not None:
+            return pd.read_parquet(self.sink.path)
+        assert self._frame is not None
+        return self._frame
 
 
 @dataclass
@@ -370,31 +319,20 @@ class TimelineSampler:
         return out
 
 
-def timeline_frame(queries: pd.DataFrame, sampler: TimelineSampler, duration_s: float) -> pd.DataFrame:
-    """The per-second timeline: traffic from the query records, state from the sampler."""
+def timeline_frame(queries: pd.DataFrame | Tally, sampler: TimelineSampler, duration_s: float) -> pd.DataFrame:
+    """The per-second timeline: traffic from the query records (or their tally), state from
+    the sampler."""
+    t = queries if isinstance(queries, Tally) else Tally.of(queries)
     # Through the second of the last outcome, so that queries ending in the drain are counted.
-    last = float(queries["completion"].max()) if len(queries) else 0.0
-    n = max(1, math.ceil(duration_s), math.floor(last) + 1 if len(queries) else 0)
-    sec = np.arange(n)
-
-    def per_second(times: np.ndarray) -> np.ndarray:
-        idx = np.floor(times).astype(np.int64)
-        idx = idx[(idx >= 0) & (idx < n)]
-        return np.bincount(idx, minlength=n)
-
-    status = queries["status"]
-    served = (status == "served").to_numpy()
-    ended = queries["completion"].to_numpy()  # when the query got its outcome, whatever it was
-    late = served & ~queries["slo_met"].to_numpy(dtype=bool)
-    rejected = (status == "rejected").to_numpy()
-    failed = (status == "failed").to_numpy()
-    tl = pd.DataFrame({"t": sec})
-    tl["arrivals"] = per_second(queries["arrival"].to_numpy())
-    tl["completions"] = per_second(ended[served])
-    tl["violations"] = per_second(ended[late | rejected | failed])
-    tl["late"] = per_second(ended[late])
-    tl["rejections"] = per_second(ended[rejected])
-    tl["failures"] = per_second(ended[failed])
+    n = max(1, math.ceil(duration_s), math.floor(t.last_completion) + 1 if t.queries else 0)
+    tl = pd.DataFrame({"t": np.arange(n)})
+    tl["arrivals"] = t.seconds("arrivals", n)
+    tl["completions"] = t.seconds("completions", n)
+    late, rejections, failures = t.seconds("late", n), t.seconds("rejections", n), t.seconds("failures", n)
+    tl["violations"] = late + rejections + failures
+    tl["late"] = late
+    tl["rejections"] = rejections
+    tl["failures"] = failures
     samples = pd.DataFrame({"t": np.floor(np.asarray(sampler.times)).astype(np.int64)})
     for kind in HardwareKind:
         k = kind.value
@@ -433,45 +371,49 @@ def instances_frame(sampler: TimelineSampler) -> pd.DataFrame:
 
 
 def summarize(
-    queries: pd.DataFrame,
+    queries: pd.DataFrame | Tally,
     total_cost: float,
     duration_s: float,
     util: dict[str, float],
     wall_s: float,
     allocated_unit_hours: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The run's headline numbers."""
-    n = len(queries)
-    served = queries[queries["status"] == "served"]
-    lat = served["latency_ms"].to_numpy()
-    met = int(served["slo_met"].sum())
-    rejected = int((queries["status"] == "rejected").sum())
-    failed = int((queries["status"] == "failed").sum())
-    late = len(served) - met
+    """The run's headline numbers, from the records (or their tally)."""
+    t = queries if isinstance(queries, Tally) else Tally.of(queries)
+    n = t.queries
+    lat = t.latencies()
+    acc = t.accuracies()
+    met = t.met
+    rejected = t.rejected
+    failed = t.failed
+    late = t.served - met
     # A violation is every query that did not get an answer within its SLO.
     violations = late + rejected + failed
-    pct = (lambda p: float(np.percentile(lat, p))) if len(lat) else (lambda p: float("nan"))
+    # One partition for the three (the same values as one call each, without three copies
+    # of an hour's latencies).
+    p50, p95, p99 = (float(x) for x in np.percentile(lat, [50, 95, 99])) if len(lat) else (math.nan,) * 3
     unit_hours = dict(allocated_unit_hours or {})
+    served = t.served
     return {
         "queries": n,
-        "served": len(served),
+        "served": served,
         "rejected": rejected,
         "failed": failed,
         "slo_met": met,
         "late": late,
         "slo_violations": violations,
         "slo_violation_rate": violations / n if n else 0.0,
-        "throughput_qps": len(served) / duration_s if duration_s > 0 else 0.0,
+        "throughput_qps": served / duration_s if duration_s > 0 else 0.0,
         "goodput_qps": met / duration_s if duration_s > 0 else 0.0,
         "latency_mean_ms": float(lat.mean()) if len(lat) else float("nan"),
-        "latency_p50_ms": pct(50),
-        "latency_p95_ms": pct(95),
-        "latency_p99_ms": pct(99),
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
+        "latency_p99_ms": p99,
         "total_cost": total_cost,
-        "cost_per_1k_queries": 1000 * total_cost / len(served) if len(served) else float("nan"),
+        "cost_per_1k_queries": 1000 * total_cost / served if served else float("nan"),
         "core_hours": unit_hours.get(HardwareKind.CPU.value, 0.0),
         "allocated_unit_hours": unit_hours,
-        "mean_accuracy": float(served["accuracy"].mean()) if len(served) else float("nan"),
+        "mean_accuracy": float(pd.Series(acc).mean()) if len(acc) else float("nan"),
         "utilisation": util,
         "duration_s": duration_s,
         "wall_s": wall_s,

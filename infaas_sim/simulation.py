@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,11 +189,26 @@ class Workload:
 
 @dataclass
 class RunResult:
-    queries: pd.DataFrame
+    """A run's outputs. ``records`` is the per-query frame, or the Parquet file the run
+    streamed it to (``run_simulation(records_to=...)``): :attr:`queries` reads it back."""
+
+    records: pd.DataFrame | Path
     timeline: pd.DataFrame
     instances: pd.DataFrame
     summary: dict[str, Any]
     actions: list[tuple[float, str]]
+
+    @property
+    def queries(self) -> pd.DataFrame:
+        if isinstance(self.records, Path):
+            return pd.read_parquet(self.records)
+        return self.records
+
+    def query_columns(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Only some of the records' columns (read from the file alone when streamed)."""
+        if isinstance(self.records, Path):
+            return pd.read_parquet(self.records, columns=list(columns))
+        return self.records[list(columns)]
 
 
 def validate_apps(catalog: Catalog, apps: Sequence[Application]) -> None:
@@ -219,7 +235,11 @@ def run_simulation(
     cluster_spec: ClusterSpec,
     run: RunSpec,
     env: simpy.Environment | None = None,
+    records_to: Path | None = None,
 ) -> RunResult:
+    """Run one experiment. ``records_to``: stream the per-query records to this Parquet file
+    as the run goes (memory bounded whatever the run's length; removed if the run fails)
+    rather than keeping them in memory."""
     validate_apps(catalog, workload.apps)
     late = int(np.count_nonzero(workload.times > run.duration_s)) if len(workload.times) else 0
     if late:
@@ -230,7 +250,25 @@ def run_simulation(
         )
     env = env if env is not None else simpy.Environment()
     wall0 = time.perf_counter()
-    recorder = Recorder(catalog, workload.apps)
+    recorder = Recorder(catalog, workload.apps, stream_to=records_to)
+    try:
+        return _run(catalog, workload, policy, executor, cluster_spec, run, env, recorder, wall0)
+    except BaseException:
+        recorder.abort()
+        raise
+
+
+def _run(
+    catalog: Catalog,
+    workload: Workload,
+    policy: Policy,
+    executor: Executor,
+    cluster_spec: ClusterSpec,
+    run: RunSpec,
+    env: simpy.Environment,
+    recorder: Recorder,
+    wall0: float,
+) -> RunResult:
     executor.bind(Clock(env), run.seed)
     cluster = Cluster(
         env,
@@ -293,11 +331,13 @@ def run_simulation(
         executor.close()
     recorder.check_conservation()
     sampler.measure_usage(cluster.workers.values(), env.now)
-    queries = recorder.frame()
+    tally = recorder.tally
+    assert tally is not None
+    records: pd.DataFrame | Path = recorder.frame() if recorder.sink is None else recorder.sink.path
     # An interrupted run covers the time it ran: its rates are over that, not the whole run.
     covered = run.duration_s if interrupted is None else max(min(env.now, run.duration_s), 1e-9)
-    timeline = timeline_frame(queries, sampler, covered)
-    summary = summarize(queries, cluster.cost(), covered, sampler.utilisation(),
+    timeline = timeline_frame(tally, sampler, covered)
+    summary = summarize(tally, cluster.cost(), covered, sampler.utilisation(),
                         time.perf_counter() - wall0, sampler.allocated_unit_hours())  # fmt: skip
     summary["complete"] = interrupted is None
     summary["warnings"] = warnings
@@ -310,22 +350,27 @@ def run_simulation(
     summary["peak_workers"] = {
         k.value: int(timeline[f"workers_{k.value}"].max()) if len(timeline) else 0 for k in HardwareKind
     }
-    return RunResult(queries, timeline, instances_frame(sampler), summary, list(cluster.action_log))
+    return RunResult(records, timeline, instances_frame(sampler), summary, list(cluster.action_log))
 
 
 def _arrivals(
     env: simpy.Environment, workload: Workload, controller: Controller, done: dict[str, bool]
 ) -> Generator[simpy.Event, Any, None]:
-    times = workload.times.tolist()
-    apps = [workload.apps[i] for i in workload.app_index.tolist()]
-    batches = workload.batches.tolist() if workload.batches is not None else [a.batch for a in apps]
+    # A chunk of arrivals at a time as Python objects: a whole hour at 10k QPS as lists would
+    # be gigabytes.
     submit = controller.submit
     timeout = env.timeout
-    for i, t in enumerate(times):
-        delay = t - env.now
-        if delay > 0:
-            yield timeout(delay)
-        submit(Query(i, env.now, apps[i], batches[i]))
+    apps_of = workload.apps
+    step = 65_536
+    for lo in range(0, len(workload.times), step):
+        times = workload.times[lo : lo + step].tolist()
+        apps = [apps_of[i] for i in workload.app_index[lo : lo + step].tolist()]
+        batches = workload.batches[lo : lo + step].tolist() if workload.batches is not None else [a.batch for a in apps]
+        for i, t, app, batch in zip(range(lo, lo + len(times)), times, apps, batches, strict=True):
+            delay = t - env.now
+            if delay > 0:
+                yield timeout(delay)
+            submit(Query(i, env.now, app, batch))
     done["arrivals"] = True
 
 

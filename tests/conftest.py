@@ -17,6 +17,7 @@ For pipelines, ``pipeline_catalog`` adds a detection task (``det`` on ``ds``): `
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,9 +224,11 @@ def simulate(
     spec: ClusterSpec | None = None,
     executor: Executor | None = None,
     seed: int = 0,
+    records_to: Path | None = None,
     **run_kw: Any,
 ) -> RunResult:
-    """One run on the test instance types (unless ``spec`` is given) with the sim executor."""
+    """One run on the test instance types (unless ``spec`` is given) with the sim executor
+    (``records_to``: stream the records to this Parquet file)."""
     catalog = variants if isinstance(variants, Catalog) else Catalog(variants, name="tiny")
     return run_simulation(
         catalog,
@@ -234,6 +237,7 @@ def simulate(
         executor if executor is not None else make_executor("sim"),
         spec if spec is not None else make_spec(),
         RunSpec(duration_s=duration_s, seed=seed, **run_kw),
+        records_to=records_to,
     )
 
 

@@ -223,9 +223,10 @@ class ClusterBridge:
         rec.check_conservation()
         sampler.measure_usage(cluster.workers.values(), env.now)
         queries = rec.frame()
+        assert rec.tally is not None
         covered = max(env.now, 1e-9)
-        timeline = timeline_frame(queries, sampler, covered)
-        summary = summarize(queries, cluster.cost(), covered, sampler.utilisation(),
+        timeline = timeline_frame(rec.tally, sampler, covered)
+        summary = summarize(rec.tally, cluster.cost(), covered, sampler.utilisation(),
                             time.perf_counter() - self._wall0, sampler.allocated_unit_hours())  # fmt: skip
         summary["complete"] = self._error is None
         summary["warnings"] = [] if self._error is None else [self._stop_reason]

@@ -40,6 +40,9 @@ def test_a_run_writes_records_timeline_summary_and_figures(tmp_path: Path) -> No
     assert (out / "figures" / "timeline.png").stat().st_size > 10_000
     assert (out / "figures" / "latency_cdf.png").stat().st_size > 5_000
     assert not (out / "error.txt").exists()
+    # The records were streamed into the folder as the run went, and renamed once whole.
+    assert not (out / ".queries.parquet.partial").exists()
+    assert queries["qid"].tolist() == list(range(len(queries)))
 
 
 @pytest.mark.parametrize(
@@ -68,6 +71,7 @@ def test_bad_input_is_a_one_line_error_and_no_results(tmp_path: Path, override: 
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
     out = tmp_path / "run"
     assert not (out / "summary.json").exists() and not (out / "queries.parquet").exists()
+    assert not (out / ".queries.parquet.partial").exists()
     assert (out / "error.txt").read_text().startswith("error: ")
 
 
@@ -166,6 +170,7 @@ def test_an_interrupted_run_keeps_what_it_has_and_says_it_is_incomplete(tmp_path
     assert len(queries) == summary["queries"] > 0
     assert summary["served"] + summary["rejected"] + summary["failed"] == summary["queries"]
     assert "interrupted by" in (out / "run.log").read_text()
+    assert not (out / ".queries.parquet.partial").exists()
 
 
 def test_the_run_log_holds_the_runs_lines(tmp_path: Path) -> None:

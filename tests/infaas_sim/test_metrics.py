@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ def mixed(h: Any) -> RunResult:
     return mixed_run(h)
 
 
-def mixed_run(h: Any) -> RunResult:
+def mixed_run(h: Any, records_to: Path | None = None) -> RunResult:
     # 60 s: app "a" (SLO 15 ms) on one cpu-d10 at rho 0.5, app "b" (pinned gpu-a) whose
     # every third query the policy rejects, and a crash of the GPU worker at 40 s.
     t, idx = h.merge((h.poisson_times(50, 60.0, seed=1), 0), (h.periodic_times(0.1, 60.0, start=0.05), 1))
@@ -41,7 +42,8 @@ def mixed_run(h: Any) -> RunResult:
         return view.utilisation(0, 10.0), view.app_rate(0, 10.0), view.variant_rate(cat_idx["cpu-d10"], 10.0)
 
     policy = h.Scripted(setup=[Load("cpu-d10"), Load("gpu-a")], route=route, watch=watch)
-    res = h.simulate(h.VARIANTS, h.workload(apps, t, idx), policy, 60.0, faults=[Fault(at_s=40.0, worker=1)])
+    res = h.simulate(h.VARIANTS, h.workload(apps, t, idx), policy, 60.0, faults=[Fault(at_s=40.0, worker=1)],
+                     records_to=records_to)  # fmt: skip
     res.summary["_policy_log"] = policy.log
     return res
 
@@ -189,6 +191,10 @@ def test_timeline_counts_each_miss_once_in_the_second_it_ended(mixed: RunResult)
 
 @pytest.fixture(scope="module")
 def pipeline_run(h: Any, pipeline_catalog: Any) -> RunResult:
+    return run_pipeline(h, pipeline_catalog)
+
+
+def run_pipeline(h: Any, pipeline_catalog: Any, records_to: Path | None = None) -> RunResult:
     # Detect (det-cpu, 6 ms) then classify (cpu-d10, 10 ms) within 20 ms: Poisson arrivals at
     # 40/s queue enough for some to be late; and every 0.1 s a query arriving at k + 0.997 s,
     # whose second stage, routed at k + 1.003 s, is rejected: it ends a second after it came.
@@ -204,7 +210,8 @@ def pipeline_run(h: Any, pipeline_catalog: Any) -> RunResult:
         return h.jsq(view, vi) or Reject("not loaded")
 
     policy = h.Scripted(setup=[Load("det-cpu"), Load("cpu-d10")], route=route)
-    res = h.simulate(pipeline_catalog, h.workload([h.pipeline_app(20.0)], t, idx), policy, 20.0)
+    res = h.simulate(pipeline_catalog, h.workload([h.pipeline_app(20.0)], t, idx), policy, 20.0,
+                     records_to=records_to)  # fmt: skip
     res.summary["_marked"] = sorted(marked)
     return res
 
@@ -256,9 +263,9 @@ def test_records_packed_into_columns_as_the_run_goes_read_back_the_same(
 ) -> None:
     # The recorder packs its tuples into typed columns every CHUNK outcomes (bounded in-loop
     # memory): with chunks of 7 the same run gives the same records, bit for bit.
-    import infaas_sim.metrics as metrics
+    import infaas_sim.records as records
 
-    monkeypatch.setattr(metrics, "CHUNK", 7)
+    monkeypatch.setattr(records, "CHUNK", 7)
     again = mixed_run(h)
     pd.testing.assert_frame_equal(again.queries, mixed.queries)
     assert again.summary["queries"] == mixed.summary["queries"]
