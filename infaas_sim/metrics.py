@@ -52,10 +52,10 @@ from infaas_sim.catalog import Catalog
 from infaas_sim.hardware import HardwareKind
 from infaas_sim.query import Application, Query
 from infaas_sim.records import (
-    FAILED as _FAILED,
-)
-from infaas_sim.records import (
+    FAILED,
     QUERY_COLUMNS,
+    REJECTED,
+    SERVED,
     AccountingError,
     Columns,
     FrameBuilder,
@@ -65,12 +65,6 @@ from infaas_sim.records import (
     concat,
     empty_columns,
     pack,
-)
-from infaas_sim.records import (
-    REJECTED as _REJECTED,
-)
-from infaas_sim.records import (
-    SERVED as _SERVED,
 )
 
 if TYPE_CHECKING:
@@ -87,7 +81,7 @@ class Recorder:
     block at a time: :mod:`infaas_sim.records`), so that memory does not grow with the run's
     length; without it the records are kept and :meth:`frame` returns them. Either way
     :attr:`tally` holds what the summary and timeline need once :meth:`check_conservation`
-    has run.
+    (the records' end) has run.
     """
 
     def __init__(self, catalog: Catalog, apps: Sequence[Application], stream_to: Path | None = None) -> None:
@@ -108,7 +102,8 @@ class Recorder:
         self._kept: list[Columns] = []  # in memory: blocks in id order
         self._order = InOrder(self._take)
         self._builder: FrameBuilder | None = None
-        self.tally: Tally | None = None
+        self.tally = Tally()
+        self._finished = False
         self._frame: pd.DataFrame | None = None
 
     def arrival(self) -> None:
@@ -140,8 +135,6 @@ class Recorder:
         if self.sink is None:
             self._kept.append(cols)
             return
-        if self.tally is None:
-            self.tally = Tally()
         frame = self._frames().frame(cols)
         self.tally.add(frame)
         self.sink.write(frame)
@@ -149,7 +142,7 @@ class Recorder:
     def _columns(self) -> Columns:
         """Every outcome so far, one array per record field (in memory; for tests)."""
         self._pack()
-        return concat([*self._kept, *self._order._pending])
+        return concat([*self._kept, *self._order.held()])
 
     def served_batch(
         self, batch: Sequence[Query], inst: Instance, start: float, end: float, inputs: int, due_at: float
@@ -178,12 +171,12 @@ class Recorder:
                 queueing = 0.0
             log = q.stage_log
             if log is None:
-                append((q.qid, q.app.index, q.arrival, _SERVED, None, vi, wid, iid, q.batch, inputs,
+                append((q.qid, q.app.index, q.arrival, SERVED, None, vi, wid, iid, q.batch, inputs,
                         queueing, loading, batching, execution, end, None))  # fmt: skip
                 continue
             log.append((vi, wid, iid, inputs, queueing, loading, batching, execution, q.submitted, end))
             if q.last_stage:
-                append(self._pipeline_row(q, _SERVED, None, end))
+                append(self._pipeline_row(q, SERVED, None, end))
             elif more is None:
                 more = [q]
             else:
@@ -198,7 +191,7 @@ class Recorder:
         ba = sum(r[6] for r in log)
         ex = sum(r[7] for r in log)
         vi, wid, iid, inputs = log[-1][:4] if log else (-1, -1, -1, 0)
-        if status != _SERVED:
+        if status != SERVED:
             vi, wid, iid, inputs = -1, -1, -1, 0
             n = len(q.app.stages)
             reason = f"stage {q.stage + 1} of {n} ({q.requirement.describe()}): {reason}"
@@ -210,17 +203,17 @@ class Recorder:
         fault = self._reasons.setdefault(fault, fault)
         for q in batch:
             if q.stage_log is not None:
-                self.rows.append(self._pipeline_row(q, _FAILED, fault, now))
+                self.rows.append(self._pipeline_row(q, FAILED, fault, now))
                 continue
-            self.rows.append((q.qid, q.app.index, q.arrival, _FAILED, fault, -1, -1, -1, q.batch, 0,
+            self.rows.append((q.qid, q.app.index, q.arrival, FAILED, fault, -1, -1, -1, q.batch, 0,
                               0.0, 0.0, 0.0, 0.0, now, None))  # fmt: skip
 
     def rejected(self, q: Query, reason: str, now: float) -> None:
         reason = self._reasons.setdefault(reason, reason)
         if q.stage_log is not None:
-            self.rows.append(self._pipeline_row(q, _REJECTED, reason, now))
+            self.rows.append(self._pipeline_row(q, REJECTED, reason, now))
             return
-        self.rows.append((q.qid, q.app.index, q.arrival, _REJECTED, reason, -1, -1, -1, q.batch, 0,
+        self.rows.append((q.qid, q.app.index, q.arrival, REJECTED, reason, -1, -1, -1, q.batch, 0,
                           0.0, 0.0, 0.0, 0.0, now, None))  # fmt: skip
 
     def check_conservation(self) -> None:
@@ -230,13 +223,13 @@ class Recorder:
             raise AccountingError(f"{self.arrived} queries arrived but {self.outcomes} outcomes were recorded")
         self._pack()
         self._order.flush()
+        self._finished = True
         if self.sink is not None:
             self.sink.close(self._frames().frame(empty_columns()))
-            self.tally = self.tally or Tally()
             return
         self._frame = self._frames().frame(concat(self._kept))
         self._kept = []
-        self.tally = Tally.of(self._frame)
+        self.tally.add(self._frame)
 
     def abort(self) -> None:
         """The run failed: no records file is left to be mistaken for a run's."""
@@ -246,7 +239,7 @@ class Recorder:
     def frame(self) -> pd.DataFrame:
         """Per-query records, sorted by query id, with names rather than indexes (read back
         from the file when streamed)."""
-        if self.tally is None:
+        if not self._finished:
             self.check_conservation()
         if self.sink is not None:
             return pd.read_parquet(self.sink.path)

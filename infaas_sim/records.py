@@ -161,9 +161,9 @@ class InOrder:
         if int(np.count_nonzero(self._done)) != self._n:
             raise AccountingError("some query has more than one outcome")
 
-    @property
-    def taken(self) -> int:
-        return self._n
+    def held(self) -> list[Columns]:
+        """The chunks not handed on yet (behind a query still in flight)."""
+        return list(self._pending)
 
 
 class FrameBuilder:

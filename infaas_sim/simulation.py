@@ -332,7 +332,6 @@ def _run(
     recorder.check_conservation()
     sampler.measure_usage(cluster.workers.values(), env.now)
     tally = recorder.tally
-    assert tally is not None
     records: pd.DataFrame | Path = recorder.frame() if recorder.sink is None else recorder.sink.path
     # An interrupted run covers the time it ran: its rates are over that, not the whole run.
     covered = run.duration_s if interrupted is None else max(min(env.now, run.duration_s), 1e-9)

@@ -223,7 +223,6 @@ class ClusterBridge:
         rec.check_conservation()
         sampler.measure_usage(cluster.workers.values(), env.now)
         queries = rec.frame()
-        assert rec.tally is not None
         covered = max(env.now, 1e-9)
         timeline = timeline_frame(rec.tally, sampler, covered)
         summary = summarize(rec.tally, cluster.cost(), covered, sampler.utilisation(),
